@@ -1,0 +1,157 @@
+"""The sweep file's schema and the one place a config mistake becomes a readable message.
+
+Every model forbids unknown keys, so a misspelt key fails before any job starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A mistake in the sweep file: the message names the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogRange(_Strict):
+    """`num` values spaced evenly on a log scale between the two bounds (inclusive)."""
+
+    log: tuple[float, float]
+    num: int = Field(ge=1)
+
+    @field_validator("log")
+    @classmethod
+    def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] <= 0 or v[1] <= 0:
+            raise ValueError("log range bounds must be > 0")
+        return v
+
+
+class LinRange(_Strict):
+    """`num` values spaced evenly between the two bounds (inclusive)."""
+
+    lin: tuple[float, float]
+    num: int = Field(ge=1)
+
+
+GridAxis = Union[list[Any], LogRange, LinRange]
+
+
+class Sweep(_Strict):
+    name: str = Field(min_length=1)
+    workload: str = Field(min_length=1)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, GridAxis] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    experiments: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    max_trials: int = Field(default=1000, ge=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_axes(cls, v: dict[str, GridAxis]) -> dict[str, GridAxis]:
+        for key, axis in v.items():
+            if isinstance(axis, list) and not axis:
+                raise ValueError(f"grid axis '{key}' is an empty list; give at least one value")
+        return v
+
+
+class MeasureSettings(_Strict):
+    """How inference is timed; see config/README.md for why each knob exists."""
+
+    batch_size: int = Field(default=256, ge=1)
+    warmup_batches: int = Field(default=5, ge=0)
+    repeats: int = Field(default=20, ge=1)
+    min_window_s: float = Field(default=5.0, ge=0)
+    baseline_s: float = Field(default=0.0, ge=0)
+    cooldown_s: float = Field(default=0.0, ge=0)
+    max_start_temp_c: float | None = None
+    temp_wait_timeout_s: float = Field(default=300.0, ge=0)
+    sample_interval_s: float = Field(default=0.1, gt=0)
+    cycles: int = Field(default=1, ge=1)
+    cycle_order: Literal["interleaved", "sequential", "shuffled"] = "interleaved"
+
+
+class Timeouts(_Strict):
+    train: float = Field(default=3600, gt=0)
+    eval: float = Field(default=600, gt=0)
+    measure: float = Field(default=600, gt=0)
+
+
+class Objective(_Strict):
+    metric: str = "eval_accuracy"
+    direction: Literal["max", "min"] = "max"
+
+
+class ReportSettings(_Strict):
+    objective: Objective = Field(default_factory=Objective)
+    extra_objectives: list[Objective] = Field(default_factory=list)
+
+
+class SweepConfig(_Strict):
+    sweep: Sweep
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    timeout_s: Timeouts = Field(default_factory=Timeouts)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or correct its spelling",
+    "missing": "add it",
+    "literal_error": "use one of the allowed values",
+    "too_short": "give at least one value",
+    "greater_than_equal": "use a larger value",
+    "greater_than": "use a larger value",
+}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    # pydantic puts the union member's name into the location; the user never wrote it.
+    parts = [str(p) for p in loc if p not in ("list[any]", "LogRange", "LinRange")]
+    return ".".join(parts) or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    seen = set()
+    for e in err.errors():
+        key = _loc(e["loc"])
+        if e["type"] == "extra_forbidden":
+            text = f"unknown key '{key}'"
+        else:
+            text = f"'{key}': {e['msg']}"
+        fix = _FIXES.get(e["type"], "see config/README.md for this key")
+        line = f"{source}: {text} (fix: {fix})"
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def validate_config(raw: dict[str, Any], source: str) -> SweepConfig:
+    """Validate a config mapping; raise ConfigError with a message meant for the user."""
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config_file(path: str | Path) -> SweepConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the sweep file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the sweep file must be a mapping with a 'sweep:' key")
+    return validate_config(raw, str(path))
