@@ -6,10 +6,10 @@ Every model forbids unknown keys, so a misspelt key fails before any job starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -41,7 +41,26 @@ class LinRange(_Strict):
     num: int = Field(ge=1)
 
 
-GridAxis = Union[list[Any], LogRange, LinRange]
+def _axis_kind(value: Any) -> str | None:
+    if isinstance(value, (list, tuple)):
+        return "values"
+    if isinstance(value, dict):
+        return "log" if "log" in value else "lin" if "lin" in value else None
+    return None
+
+
+GridAxis = Annotated[
+    Union[
+        Annotated[list[Any], Tag("values"), Field(min_length=1)],
+        Annotated[LogRange, Tag("log")],
+        Annotated[LinRange, Tag("lin")],
+    ],
+    Discriminator(
+        _axis_kind,
+        custom_error_type="grid_axis",
+        custom_error_message="a grid axis is a list of values, {log: [low, high], num: N} or {lin: [low, high], num: N}",
+    ),
+]
 
 
 class Sweep(_Strict):
@@ -53,14 +72,6 @@ class Sweep(_Strict):
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     max_trials: int = Field(default=1000, ge=1)
-
-    @field_validator("grid")
-    @classmethod
-    def _non_empty_axes(cls, v: dict[str, GridAxis]) -> dict[str, GridAxis]:
-        for key, axis in v.items():
-            if isinstance(axis, list) and not axis:
-                raise ValueError(f"grid axis '{key}' is an empty list; give at least one value")
-        return v
 
 
 class MeasureSettings(_Strict):
@@ -110,12 +121,13 @@ _FIXES = {
     "too_short": "give at least one value",
     "greater_than_equal": "use a larger value",
     "greater_than": "use a larger value",
+    "grid_axis": "write the axis as one of those forms",
 }
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
     # pydantic puts the union member's name into the location; the user never wrote it.
-    parts = [str(p) for p in loc if p not in ("list[any]", "LogRange", "LinRange")]
+    parts = [str(p) for p in loc if p not in ("values", "log", "lin") or p is loc[-1]]
     return ".".join(parts) or "(top level)"
 
 

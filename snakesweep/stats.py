@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 
@@ -16,9 +17,28 @@ class Summary:
     ci_high: float | None
 
 
+@lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    """Quantile of Student's t; cached because reports ask for the same (q, df) thousands of times."""
+    from scipy.special import stdtrit  # imported late, and lighter than scipy.stats
+
+    return float(stdtrit(df, q))
+
+
+def _clean(values: Sequence[float | None]) -> list[float]:
+    out = []
+    for v in values:
+        if v is None:
+            continue
+        f = float(v)
+        if not math.isnan(f):
+            out.append(f)
+    return out
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """Mean, sample std and a two-sided t confidence interval; None where undefined (n < 2)."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    vals = _clean(values)
     n = len(vals)
     if n == 0:
         return Summary(0, None, None, None, None)
@@ -27,7 +47,68 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
         return Summary(1, mean, None, None, None)
     var = math.fsum((v - mean) ** 2 for v in vals) / (n - 1)
     std = math.sqrt(var)
-    from scipy.stats import t  # imported late: only reports pay for scipy
-
-    half = t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class WelchResult:
+    """Welch's unequal-variance t-test. Fields are None when the test is undefined.
+
+    `reason` says why it is undefined: fewer than two values on a side, or no spread at all.
+    """
+
+    n_a: int
+    n_b: int
+    mean_diff: float | None
+    t: float | None
+    df: float | None
+    p_value: float | None
+    reason: str | None = None
+
+
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchResult:
+    """Two-sided Welch's t-test of mean(a) == mean(b); NaN and None values are dropped.
+
+    Matches scipy.stats.ttest_ind(a, b, equal_var=False). Undefined (p_value None) when either
+    side has fewer than two values, or when both sides have zero variance (then the
+    difference is exact for these seeds but no sampling model supports a p-value).
+    """
+    xa, xb = _clean(a), _clean(b)
+    na, nb = len(xa), len(xb)
+    if na == 0 or nb == 0:
+        return WelchResult(na, nb, None, None, None, None, "no values on one side")
+    ma, mb = math.fsum(xa) / na, math.fsum(xb) / nb
+    diff = ma - mb
+    if na < 2 or nb < 2:
+        return WelchResult(na, nb, diff, None, None, None, "fewer than 2 values on one side")
+    va = math.fsum((x - ma) ** 2 for x in xa) / (na - 1)
+    vb = math.fsum((x - mb) ** 2 for x in xb) / (nb - 1)
+    sa, sb = va / na, vb / nb
+    se2 = sa + sb
+    if se2 == 0:
+        return WelchResult(na, nb, diff, None, None, None, "zero variance on both sides")
+    t = diff / math.sqrt(se2)
+    df = se2**2 / ((sa**2 / (na - 1) if sa else 0.0) + (sb**2 / (nb - 1) if sb else 0.0))
+    from scipy.special import stdtr  # Student's t CDF
+
+    p = float(2.0 * stdtr(df, -abs(t)))
+    return WelchResult(na, nb, diff, t, df, min(1.0, p))
+
+
+def eta_squared(groups: Sequence[Sequence[float]]) -> float | None:
+    """One-way ANOVA effect size: between-group sum of squares over total sum of squares.
+
+    `groups` holds the observations per level of one factor. Returns None when there are
+    fewer than two non-empty groups or when the total sum of squares is zero.
+    """
+    cleaned = [g for g in (_clean(g) for g in groups) if g]
+    if len(cleaned) < 2:
+        return None
+    allv = [v for g in cleaned for v in g]
+    grand = math.fsum(allv) / len(allv)
+    ss_total = math.fsum((v - grand) ** 2 for v in allv)
+    if ss_total <= 0:
+        return None
+    ss_between = math.fsum(len(g) * (math.fsum(g) / len(g) - grand) ** 2 for g in cleaned)
+    return min(1.0, max(0.0, ss_between / ss_total))

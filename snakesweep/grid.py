@@ -1,0 +1,172 @@
+"""Sweep -> trials: cartesian grid, seeds, explicit experiments, exclusions, stable ids.
+
+The trial id is the only name a trial ever has (wildcard, directory, CSV key), so it is
+derived from the trial's canonical parameters alone: the same parameters always give the
+same id, and adding or removing other trials never renames one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError, LinRange, LogRange, Sweep, SweepConfig
+
+TRIAL_ID_LENGTH = 10
+TRIAL_ID_PATTERN = f"[0-9a-f]{{{TRIAL_ID_LENGTH}}}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str
+    params: dict[str, Any]
+
+
+def _normalise(value: Any) -> Any:
+    """Numbers that are equal should hash equal: 1e-1 == 0.1, 2.0 == 2, logspace noise trimmed."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 2**53:
+            return int(value)
+        return float(f"{value:.12g}") if math.isfinite(value) else value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    return value
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def trial_id(workload: str, params: dict[str, Any]) -> str:
+    digest = hashlib.sha256(canonical_json({"workload": workload, "params": params}).encode())
+    return digest.hexdigest()[:TRIAL_ID_LENGTH]
+
+
+def config_hash(cfg: SweepConfig) -> str:
+    """Identifies the whole sweep file's meaning (not its formatting) in every result."""
+    return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()[:12]
+
+
+def axis_values(axis: list[Any] | LogRange | LinRange) -> list[Any]:
+    if isinstance(axis, LogRange):
+        lo, hi = (math.log10(b) for b in axis.log)
+        pts = [lo] if axis.num == 1 else [lo + (hi - lo) * i / (axis.num - 1) for i in range(axis.num)]
+        return [_normalise(10**p) for p in pts]
+    if isinstance(axis, LinRange):
+        lo, hi = axis.lin
+        pts = [lo] if axis.num == 1 else [lo + (hi - lo) * i / (axis.num - 1) for i in range(axis.num)]
+        return [_normalise(p) for p in pts]
+    return list(axis)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings in `fixed`/`experiments` become dotted keys, the grid's own spelling."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def nest(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys -> nested dicts, which is what a workload receives."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"parameter '{key}' clashes with a non-dict parameter '{part}'")
+        node[leaf] = value
+    return out
+
+
+def _matches(params: dict[str, Any], pattern: dict[str, Any]) -> bool:
+    return all(_normalise(params.get(k, object())) == _normalise(v) for k, v in pattern.items())
+
+
+def expand(sweep: Sweep, source: str = "config") -> list[Trial]:
+    """All trials of a sweep, deterministic in order and free of duplicates."""
+    fixed = flatten(sweep.fixed)
+    grid_keys = list(sweep.grid)
+    axes = [axis_values(sweep.grid[k]) for k in grid_keys]
+    raw = math.prod(len(a) for a in axes) * len(sweep.seeds) if grid_keys else 0
+    if raw > 10 * sweep.max_trials:  # refuse before building a huge product in memory
+        _too_many(raw, sweep.max_trials, source)
+    points: list[dict[str, Any]] = []
+    if grid_keys:
+        points = [{**fixed, **dict(zip(grid_keys, combo))} for combo in itertools.product(*axes)]
+    elif not sweep.experiments:
+        points = [dict(fixed)] if fixed else []
+    if not points and not sweep.experiments:
+        raise ConfigError(
+            f"{source}: 'sweep.grid' and 'sweep.experiments' are both empty, so the sweep has no "
+            "trials (fix: add at least one grid axis, e.g. grid: {lr: [0.01]}, or an experiment)"
+        )
+
+    candidates: list[dict[str, Any]] = []
+    for point in points:
+        candidates.extend({**point, "seed": seed} for seed in sweep.seeds)
+    for exp in sweep.experiments:
+        merged = {**fixed, **flatten(exp)}
+        if "seed" in merged:
+            candidates.append(merged)
+        else:
+            candidates.extend({**merged, "seed": seed} for seed in sweep.seeds)
+
+    known = set().union(*(c.keys() for c in candidates))
+    for i, pattern in enumerate(sweep.exclude):
+        unknown = sorted(set(flatten(pattern)) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: 'sweep.exclude[{i}]' names {', '.join(repr(k) for k in unknown)}, which no "
+                f"trial has (fix: use one of {', '.join(sorted(known))})"
+            )
+    patterns = [flatten(p) for p in sweep.exclude]
+
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    for params in candidates:
+        if any(_matches(params, p) for p in patterns):
+            continue
+        tid = trial_id(sweep.workload, params)
+        if tid in seen:
+            continue
+        seen.add(tid)
+        trials.append(Trial(tid, params))
+    if not trials:
+        raise ConfigError(f"{source}: every trial is excluded by 'sweep.exclude' (fix: loosen the exclusions)")
+    if len(trials) > sweep.max_trials:
+        _too_many(len(trials), sweep.max_trials, source)
+    return trials
+
+
+def _too_many(count: int, limit: int, source: str) -> None:
+    raise ConfigError(
+        f"{source}: the sweep expands to {count} trials, more than 'sweep.max_trials' = {limit} "
+        "(fix: raise sweep.max_trials or shrink the grid)"
+    )
+
+
+def param_names(trials: list[Trial]) -> list[str]:
+    """Columns in first-seen order, `seed` last, so every CSV lists parameters the same way."""
+    names: dict[str, None] = {}
+    for t in trials:
+        for k in t.params:
+            if k != "seed":
+                names.setdefault(k, None)
+    return [*names, "seed"]

@@ -1,0 +1,429 @@
+"""The report's figures, drawn headless with matplotlib's Agg backend.
+
+* objective vs each swept parameter: one panel per parameter. Grey dots are every
+  configuration's mean; the coloured line is the slice through the best configuration (the
+  other swept parameters held at the best configuration's values), with 95% t confidence
+  intervals over seeds as error bars. Log x axis for numeric parameters spanning >= 2 decades.
+* heatmap of the objective's mean over the two most important parameters (importance.csv
+  order), averaging the configuration means over any other parameter; one row when only one
+  parameter is swept.
+* Pareto scatter: the objective against the cost objective (the first extra objective, or
+  training time when there is none), the non-dominated configurations of pareto.csv
+  highlighted.
+* training curves: loss per epoch from each trial's train.json history; small multiples per
+  configuration (seeds as lines) for up to 24 configurations, else one panel coloured by the
+  configuration's objective mean.
+
+Every figure is written even when there is nothing to draw (it then says why), so the
+workflow's outputs always exist. matplotlib is imported only inside this process.
+
+    python -m snakesweep.plots --summary S --configs C --plan P --importance I --pareto PA \
+        --trials-dir results/trials --objective eval_accuracy --direction max --extra "" \
+        --out-objective results/plots/objective_vs_params.png --out-heatmap ... \
+        --out-pareto ... --out-curves ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from snakesweep.report import (
+    temp_path_beside,
+    check_objective,
+    config_params,
+    load_plan,
+    param_names_from,
+    parse_objectives,
+    pareto_objectives,
+    read_csv,
+    swept_params,
+    to_float,
+)
+
+MAX_PANELS = 24
+DPI = 110
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_beside(path)
+    try:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _message_figure(plt, title: str, message: str):
+    fig, ax = plt.subplots(figsize=(6, 2.2), layout="constrained")
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return fig
+
+
+def _label(metric: str, direction: str) -> str:
+    return f"{metric} ({'higher' if direction == 'max' else 'lower'} is better)"
+
+
+def is_numeric(values: Sequence[str]) -> bool:
+    vals = [v for v in values if v != ""]
+    return bool(vals) and all(to_float(v) is not None and v not in ("True", "False") for v in vals)
+
+
+def use_log_axis(values: Sequence[Any]) -> bool:
+    """True for positive numbers whose largest is at least 100 times the smallest (2 decades)."""
+    nums = [to_float(v) for v in values]
+    if not nums or any(x is None or x <= 0 for x in nums):
+        return False
+    return max(nums) / min(nums) >= 100
+
+
+def _levels(values: Sequence[str]) -> list[str]:
+    uniq = list(dict.fromkeys(v for v in values))
+    if is_numeric(uniq):
+        return sorted(uniq, key=lambda v: to_float(v))
+    return uniq
+
+
+def _errs(rows: list[dict], metric: str) -> tuple[list[float], list[float], list[float]]:
+    means, lo, hi = [], [], []
+    for c in rows:
+        m = to_float(c.get(f"{metric}_mean"))
+        a, b = to_float(c.get(f"{metric}_ci_low")), to_float(c.get(f"{metric}_ci_high"))
+        means.append(m)
+        lo.append(m - a if a is not None else 0.0)
+        hi.append(b - m if b is not None else 0.0)
+    return means, lo, hi
+
+
+def best_config(configs: list[dict], metric: str, direction: str) -> dict | None:
+    usable = [c for c in configs if to_float(c.get(f"{metric}_mean")) is not None]
+    if not usable:
+        return None
+    pick = max if direction == "max" else min
+    return pick(usable, key=lambda c: to_float(c[f"{metric}_mean"]))
+
+
+# ---------------------------------------------------------------------------- objective vs params
+
+
+def plot_objective_vs_params(plt, configs: list[dict], names: list[str], objective, path) -> None:
+    metric, direction = objective
+    col = f"{metric}_mean"
+    usable = [c for c in configs if to_float(c.get(col)) is not None]
+    swept = swept_params(configs, names)
+    best = best_config(configs, metric, direction)
+    if best is None:
+        fig = _message_figure(plt, f"{metric} vs parameters", f"no configuration has a result for {metric} yet")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    if not swept:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5), layout="constrained")
+        means, lo, hi = _errs([best], metric)
+        ax.errorbar([0], means, yerr=[lo, hi], fmt="o", capsize=5, color="C0")
+        ax.set_xticks([0], ["the only configuration"])
+        ax.set_ylabel(_label(metric, direction))
+        ax.set_title(f"{metric}: mean and 95% CI over {best.get('n_ok', '?')} ok seed(s)")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    n = len(swept)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, p in zip(axes.flat, swept):
+        levels = _levels([c.get(p, "") for c in configs])
+        numeric = is_numeric(levels)
+        pos = {lv: (to_float(lv) if numeric else i) for i, lv in enumerate(levels)}
+        xs = [pos[c.get(p, "")] for c in usable]
+        ax.scatter(xs, [to_float(c[col]) for c in usable], s=14, color="0.6", alpha=0.6,
+                   label="every configuration", zorder=2)
+        others = [q for q in swept if q != p]
+        line = [c for c in usable if all(c.get(q, "") == best.get(q, "") for q in others)]
+        line.sort(key=lambda c: pos[c.get(p, "")])
+        means, lo, hi = _errs(line, metric)
+        ax.errorbar([pos[c.get(p, "")] for c in line], means, yerr=[lo, hi], fmt="-o", capsize=4,
+                    color="C0", zorder=3, label="slice through best, 95% CI" if others else "mean, 95% CI")
+        ax.scatter([pos[best.get(p, "")]], [to_float(best[col])], marker="*", s=160, color="C3",
+                   zorder=4, label="best")
+        if numeric and use_log_axis(levels):
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(list(range(len(levels))), levels, rotation=30 if len(levels) > 4 else 0)
+        ax.set_xlabel(p)
+        ax.set_ylabel(_label(metric, direction))
+    axes.flat[0].legend(fontsize=7, loc="best")
+    failed = sum(1 for c in configs if to_float(c.get(col)) is None)
+    note = f"; {failed} configuration(s) without results not shown" if failed else ""
+    fig.suptitle(f"{metric} vs each swept parameter (error bars: 95% t CI over seeds{note})")
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- heatmap
+
+
+def heatmap_grid(configs: list[dict], p1: str, p2: str | None, metric: str):
+    """Rows = levels of p1, columns = levels of p2 (one column when p2 is None); cell = mean of
+    the configuration means in that cell (None when empty)."""
+    col = f"{metric}_mean"
+    rows_l = _levels([c.get(p1, "") for c in configs])
+    cols_l = _levels([c.get(p2, "") for c in configs]) if p2 else [""]
+    cells: dict[tuple[str, str], list[float]] = {}
+    for c in configs:
+        v = to_float(c.get(col))
+        if v is not None:
+            cells.setdefault((c.get(p1, ""), c.get(p2, "") if p2 else ""), []).append(v)
+    grid = [[(math.fsum(cells[(r, k)]) / len(cells[(r, k)])) if (r, k) in cells else None for k in cols_l]
+            for r in rows_l]
+    return rows_l, cols_l, grid
+
+
+def plot_heatmap(plt, configs: list[dict], names: list[str], importance: list[dict], objective, path) -> None:
+    import numpy as np
+
+    metric, direction = objective
+    swept = swept_params(configs, names)
+    ranked = [r["parameter"] for r in importance if r.get("parameter") in swept]
+    ranked += [p for p in swept if p not in ranked]
+    if not ranked:
+        fig = _message_figure(plt, "heatmap", "no swept parameter: a heatmap needs at least one")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    if not any(to_float(c.get(f"{metric}_mean")) is not None for c in configs):
+        fig = _message_figure(plt, "heatmap", f"no configuration has a result for {metric} yet")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    p1 = ranked[0]
+    p2 = ranked[1] if len(ranked) > 1 else None
+    rows_l, cols_l, grid = heatmap_grid(configs, p1, p2, metric)
+    data = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in r] for r in grid], dtype=float))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(cols_l) + 2.5), max(2.5, 0.5 * len(rows_l) + 1.8)),
+                           layout="constrained")
+    cmap = plt.get_cmap("viridis" if direction == "max" else "viridis_r").copy()
+    cmap.set_bad("0.85")
+    im = ax.imshow(data, cmap=cmap, aspect="auto")
+    ax.grid(False)
+    ax.set_yticks(range(len(rows_l)), rows_l)
+    ax.set_ylabel(p1)
+    if p2:
+        ax.set_xticks(range(len(cols_l)), cols_l, rotation=30 if len(cols_l) > 5 else 0)
+        ax.set_xlabel(p2)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel("(only one swept parameter)")
+    if len(rows_l) * len(cols_l) <= 150:
+        finite = data.compressed()
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+        for i, r in enumerate(grid):
+            for j, v in enumerate(r):
+                if v is None:
+                    ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="0.3")
+                else:
+                    dark = (v < mid) == (direction == "max")
+                    ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label=f"mean {_label(metric, direction)}")
+    others = [p for p in swept if p not in (p1, p2)]
+    title = f"{metric} by {p1}" + (f" and {p2}" if p2 else "")
+    if others:
+        title += f"\n(averaged over {', '.join(others)})"
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- pareto
+
+
+def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path) -> None:
+    (m0, d0), (m1, d1) = objectives[0], objectives[1]
+    pts = [c for c in configs if to_float(c.get(f"{m0}_mean")) is not None and to_float(c.get(f"{m1}_mean")) is not None]
+    if not pts:
+        fig = _message_figure(plt, "Pareto front", f"no configuration has both {m0} and {m1} yet")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    xs = [to_float(c[f"{m1}_mean"]) for c in pts]
+    ys = [to_float(c[f"{m0}_mean"]) for c in pts]
+    on = [c.get("config_id") in front_ids for c in pts]
+    ax.scatter([x for x, f in zip(xs, on) if not f], [y for y, f in zip(ys, on) if not f], s=22,
+               color="0.6", label="dominated", zorder=2)
+    fx = [x for x, f in zip(xs, on) if f]
+    fy = [y for y, f in zip(ys, on) if f]
+    ax.scatter(fx, fy, s=46, color="C3", edgecolor="black", label="Pareto front", zorder=3)
+    if len(objectives) == 2 and len(fx) > 1:
+        order = sorted(range(len(fx)), key=lambda i: fx[i])
+        ax.step([fx[i] for i in order], [fy[i] for i in order], where="post", color="C3", alpha=0.6, zorder=2)
+    if use_log_axis(xs):
+        ax.set_xscale("log")
+    ax.set_xlabel(_label(m1, d1))
+    ax.set_ylabel(_label(m0, d0))
+    title = f"{m0} vs {m1}: {len(fx)} of {len(pts)} configurations non-dominated"
+    if len(objectives) > 2:
+        title += f"\n(front over {len(objectives)} objectives, shown on the first two)"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- training curves
+
+
+def load_history(trials_dir: str | Path, trial: str) -> list[tuple[float, float]] | None:
+    """(epoch, loss) pairs from a trial's train.json; None when missing, unreadable or not ok."""
+    path = Path(trials_dir) / trial / "train.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("status", "ok") != "ok":
+        return None
+    hist = (rec.get("metrics") or {}).get("history") or []
+    out = []
+    for h in hist:
+        e, loss = to_float(h.get("epoch")), h.get("loss")
+        loss = to_float(loss)
+        if e is not None:
+            out.append((e, float("nan") if loss is None else loss))
+    return out or None
+
+
+def _short(params: dict[str, Any], keys: Sequence[str]) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={params.get(k)}" for k in keys)
+
+
+def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: list[str], trials_dir, objective, path) -> None:
+    metric, direction = objective
+    keys = config_params(names)
+    swept = swept_params(configs, names) or keys
+    trials = (plan or {}).get("trials", [])
+    groups: dict[tuple, list[tuple[dict, list]]] = {}
+    missing = 0
+    for t in trials:
+        hist = load_history(trials_dir, t.get("trial", ""))
+        if hist is None:
+            missing += 1
+            continue
+        p = t.get("params", {})
+        groups.setdefault(tuple("" if p.get(k) is None else str(p.get(k)) for k in keys), []).append((p, hist))
+    if not groups:
+        fig = _message_figure(plt, "training curves", "no finished training run with a loss history yet")
+        _save(fig, path)
+        plt.close(fig)
+        return
+    all_losses = [loss for g in groups.values() for _, h in g for _, loss in h if not math.isnan(loss)]
+    logy = bool(all_losses) and min(all_losses) > 0 and max(all_losses) / min(all_losses) >= 100
+    note = f"; {missing} trial(s) without a finished train step not shown" if missing else ""
+    if len(groups) <= MAX_PANELS:
+        n = len(groups)
+        ncols = min(4, n)
+        nrows = math.ceil(n / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False,
+                                 sharex=True, sharey=True, layout="constrained")
+        for ax in axes.flat[n:]:
+            ax.axis("off")
+        for idx, (ax, members) in enumerate(zip(axes.flat, groups.values())):
+            for p, hist in members:
+                ax.plot([e for e, _ in hist], [l for _, l in hist], marker=".", lw=1.2,
+                        label=f"seed {p.get('seed', '?')}")
+            ax.set_title(_short(members[0][0], swept) or "all trials", fontsize=8)
+            if logy:
+                ax.set_yscale("log")
+            if idx == 0 and len(members) <= 6:
+                ax.legend(fontsize=6)
+        for ax in axes[-1]:
+            ax.set_xlabel("epoch")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("training loss")
+        fig.suptitle(f"Training loss per epoch, one panel per configuration, one line per seed{note}")
+    else:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        by_key = {tuple(c.get(k, "") for k in keys): to_float(c.get(f"{metric}_mean")) for c in configs}
+        vals = [v for v in by_key.values() if v is not None]
+        norm = Normalize(min(vals), max(vals)) if vals else Normalize(0, 1)
+        cmap = plt.get_cmap("viridis" if direction == "max" else "viridis_r")
+        fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+        for key, members in groups.items():
+            v = by_key.get(key)
+            color = cmap(norm(v)) if v is not None else "0.6"
+            for _, hist in members:
+                ax.plot([e for e, _ in hist], [l for _, l in hist], lw=0.8, alpha=0.6, color=color)
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"config mean {_label(metric, direction)}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(f"Training loss per epoch of {sum(len(g) for g in groups.values())} trials{note}")
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m snakesweep.plots", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--summary", required=True)
+    ap.add_argument("--configs", required=True)
+    ap.add_argument("--plan")
+    ap.add_argument("--importance")
+    ap.add_argument("--pareto")
+    ap.add_argument("--trials-dir", default="results/trials")
+    ap.add_argument("--objective", required=True)
+    ap.add_argument("--direction", required=True, choices=["max", "min"])
+    ap.add_argument("--extra", default="")
+    ap.add_argument("--out-objective", required=True)
+    ap.add_argument("--out-heatmap", required=True)
+    ap.add_argument("--out-pareto", required=True)
+    ap.add_argument("--out-curves", required=True)
+    args = ap.parse_args(argv)
+
+    objective = check_objective(args.objective, args.direction)
+    objs = pareto_objectives(objective, parse_objectives(args.extra))
+    configs = read_csv(args.configs)
+    plan = load_plan(args.plan)
+    names = param_names_from(plan, configs)
+    importance = read_csv(args.importance) if args.importance and Path(args.importance).exists() else []
+    front = read_csv(args.pareto) if args.pareto and Path(args.pareto).exists() else []
+
+    plt = _plt()
+    plot_objective_vs_params(plt, configs, names, objective, args.out_objective)
+    plot_heatmap(plt, configs, names, importance, objective, args.out_heatmap)
+    plot_pareto(plt, configs, {r.get("config_id") for r in front}, objs, args.out_pareto)
+    plot_training_curves(plt, plan, configs, names, args.trials_dir, objective, args.out_curves)
+    print(f"plots: {len(configs)} configurations drawn", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

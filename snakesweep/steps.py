@@ -1,0 +1,146 @@
+"""The steps a trial goes through, as functions of files; `python -m snakesweep.steps` runs one.
+
+Each step reads its trial's parameters from the plan (data, never a shell string), calls
+the workload, and writes one result JSON atomically. An exception becomes an error record
+next to the step's log and a non-zero exit, so Snakemake removes the output and retries it
+on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .grid import nest
+from .plan import load_plan, trial_params
+from .results import atomic_write_json, exception_record, result_record, utc_now
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device here (fix: device: auto or cpu)")
+    return "cpu"
+
+
+def prepare_data(plan_path: str | Path, marker: str | Path) -> None:
+    from .workloads import load_workload
+
+    plan = load_plan(plan_path)
+    workload = load_workload(plan["workload"])
+    data_dir = Path(marker).parent
+    data_dir.mkdir(parents=True, exist_ok=True)
+    started = utc_now()
+    if callable(getattr(workload, "prepare", None)):
+        workload.prepare(data_dir)
+    atomic_write_json(marker, {"workload": plan["workload"], "started_at": started, "ended_at": utc_now()})
+
+
+def _run_step(
+    step: str,
+    trial: str,
+    plan_path: str | Path,
+    output: str | Path,
+    body: Callable[[Any, dict[str, Any], str], dict[str, Any]],
+) -> dict[str, Any]:
+    from .workloads import load_workload
+
+    plan = load_plan(plan_path)
+    params = trial_params(plan, trial)
+    device = resolve_device(plan["device"])
+    workload = load_workload(plan["workload"])
+    started, t0 = utc_now(), time.perf_counter()
+    metrics = body(workload, nest(params), device)
+    record = result_record(
+        trial=trial, step=step, params=params, metrics=metrics, started_at=started, ended_at=utc_now(),
+        duration_s=time.perf_counter() - t0, device=device, sweep_hash=plan["sweep_hash"],
+    )
+    atomic_write_json(output, record)
+    return record
+
+
+def train(trial: str, plan: str | Path, data: str | Path, output: str | Path) -> dict[str, Any]:
+    out_dir = Path(output).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _run_step(
+        "train", trial, plan, output,
+        lambda w, p, dev: w.train(p, out_dir, data_dir=Path(data).parent, device=dev),
+    )
+
+
+def evaluate(trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
+    return _run_step(
+        "eval", trial, plan, output,
+        lambda w, p, dev: w.evaluate(p, Path(train_result).parent, data_dir=Path(data).parent, device=dev),
+    )
+
+
+def measure(trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
+    from .config import MeasureSettings
+    from .measure import run_measurement
+
+    settings = MeasureSettings.model_validate(load_plan(plan)["measure"])
+
+    def body(w, p, dev):
+        fn, batches, sizes = w.inference(
+            p, Path(train_result).parent, data_dir=Path(data).parent, device=dev, batch_size=settings.batch_size
+        )
+        return run_measurement(fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True))
+
+    return _run_step("measure", trial, plan, output, body)
+
+
+def measure_aggregate(trial: str, plan: str | Path, cycles: list[str], output: str | Path):
+    from .measure import aggregate_cycles
+    from .results import read_json
+
+    records = [read_json(c) for c in cycles]
+    return _run_step(
+        "measure", trial, plan, output,
+        lambda w, p, dev: {**aggregate_cycles([r["metrics"] for r in records]), "cycle_files": list(cycles)},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m snakesweep.steps")
+    ap.add_argument("step", choices=["prepare_data", "train", "eval", "measure", "measure_aggregate"])
+    ap.add_argument("--trial", default="-")
+    ap.add_argument("--plan", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--data")
+    ap.add_argument("--train")
+    ap.add_argument("--cycles", nargs="*", default=[])
+    ap.add_argument("--output", required=True)
+    a = ap.parse_args(argv)
+    print(f"snakesweep: {a.step} {a.trial} started {utc_now()}", flush=True)
+    try:
+        if a.step == "prepare_data":
+            prepare_data(a.plan, a.output)
+        elif a.step == "train":
+            train(a.trial, a.plan, a.data, a.output)
+        elif a.step == "eval":
+            evaluate(a.trial, a.plan, a.data, a.train, a.output)
+        elif a.step == "measure":
+            measure(a.trial, a.plan, a.data, a.train, a.output)
+        else:
+            measure_aggregate(a.trial, a.plan, a.cycles, a.output)
+    except Exception as exc:
+        traceback.print_exc()
+        exception_record(a.log, a.trial, a.step, exc)
+        print(f"snakesweep: {a.step} {a.trial} FAILED: {type(exc).__name__}: {exc}", flush=True)
+        return 1
+    print(f"snakesweep: {a.step} {a.trial} finished {utc_now()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

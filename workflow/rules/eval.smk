@@ -1,0 +1,19 @@
+rule eval:
+    input:
+        plan=ancient(rules.plan.output.json),
+        data=rules.prepare_data.output.marker,
+        train=rules.train.output.result,
+    output:
+        result=f"{RESULTS}/trials/{{trial}}/eval.json",
+    log:
+        f"{LOGS}/eval/{{trial}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=get_runtime_min("eval"),
+    shell:
+        "{PYTHON} -m snakesweep.supervise eval --trial {wildcards.trial} --plan {input.plan}"
+        " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+        " --output {output.result}"

@@ -1,0 +1,26 @@
+# Measure jobs hold `measure_slot` (capacity 1, set in profiles/default): timings and energy
+# are never contaminated by a neighbouring measurement.
+rule measure:
+    input:
+        plan=ancient(rules.plan.output.json),
+        data=rules.prepare_data.output.marker,
+        train=rules.train.output.result,
+        eval=rules.eval.output.result,
+    output:
+        result=f"{RESULTS}/trials/{{trial}}/measure.json",
+    log:
+        f"{LOGS}/measure/{{trial}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
+    params:
+        settings=get_measure_settings_hash(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=get_runtime_min("measure"),
+        gpu=GPU,
+        measure_slot=1,
+    shell:
+        "{PYTHON} -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
+        " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+        " --output {output.result}"

@@ -1,0 +1,21 @@
+rule train:
+    input:
+        plan=ancient(rules.plan.output.json),
+        data=rules.prepare_data.output.marker,
+        workload=get_workload_file(),
+    output:
+        result=f"{RESULTS}/trials/{{trial}}/train.json",
+    log:
+        f"{LOGS}/train/{{trial}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
+    params:
+        device=CFG.device,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=get_runtime_min("train"),
+        gpu=GPU,
+    shell:
+        "{PYTHON} -m snakesweep.supervise train --trial {wildcards.trial} --plan {input.plan}"
+        " --log {log} --threads {threads} --data {input.data} --output {output.result}"
