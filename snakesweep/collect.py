@@ -111,12 +111,13 @@ def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summar
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m snakesweep.collect")
     ap.add_argument("--plan", required=True)
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", help="results directory (default: the plan's results/)")
     ap.add_argument("--logs", default="logs")
     ap.add_argument("--summary", required=True)
     ap.add_argument("--configs", required=True)
     a = ap.parse_args(argv)
-    rows = collect(a.plan, a.results, a.logs, a.summary, a.configs)
+    results = a.results or Path(a.plan).resolve().parents[1]  # results/plan/trials.json -> results
+    rows = collect(a.plan, results, a.logs, a.summary, a.configs)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "pending")}
     print(f"snakesweep: {len(rows)} trials: {counts['ok']} ok, {counts['failed']} failed, {counts['pending']} pending")
     return 0

@@ -126,8 +126,12 @@ _FIXES = {
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the union member's name into the location; the user never wrote it.
-    parts = [str(p) for p in loc if p not in ("values", "log", "lin") or p is loc[-1]]
+    # pydantic puts a grid axis's union tag into the location; the user never wrote it.
+    parts = [
+        str(p)
+        for i, p in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "grid" and p in ("values", "log", "lin"))
+    ]
     return ".".join(parts) or "(top level)"
 
 

@@ -7,6 +7,7 @@ rule collect:
         configs=f"{RESULTS}/configs.csv",
     log:
         f"{LOGS}/collect/collect.log",
+    conda:
+        "../../environment.yml"
     shell:
-        "{PYTHON} -m snakesweep.collect --plan {input.plan} --results {RESULTS} --logs {LOGS}"
-        " --summary {output.summary} --configs {output.configs} > {log} 2>&1"
+        "python -m snakesweep.collect --plan {input.plan} --summary {output.summary} --configs {output.configs} > {log} 2>&1"

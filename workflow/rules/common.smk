@@ -3,13 +3,17 @@ import os
 import sys
 from pathlib import Path
 
-# The workflow always uses the snakesweep package that sits beside it, in this process and in
-# every job it starts (local or on a cluster node), whichever copy pip has installed.
-REPO = Path(workflow.basedir).parent
-sys.path.insert(0, str(REPO))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
-)
+
+# The Snakefile imports the snakesweep package that sits beside it; jobs run `python -m
+# snakesweep...` with the interpreter that runs Snakemake (first on PATH for every job,
+# local or on a cluster node), so a venv works without being activated.
+envvars:
+    "PATH",
+
+
+sys.path.insert(0, str(Path(workflow.basedir).parent))
+_JOB_PATH = [os.path.dirname(sys.executable), os.environ["PATH"]]
+os.environ["PATH"] = os.pathsep.join(_JOB_PATH)
 
 from snakesweep.collect import collect
 from snakesweep.config import ConfigError, validate_config
@@ -19,7 +23,6 @@ from snakesweep.plan import build_plan
 from snakesweep.results import STEPS
 from snakesweep.workloads import resolve_workload, validate_builtin_params
 
-PYTHON = sys.executable
 RESULTS = "results"
 LOGS = "logs"
 
@@ -78,7 +81,11 @@ def get_measure_settings_hash():
 
 
 def get_final_targets():
-    return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv"]
+    """The reports, and every trial's last result: after a failed run, the partial summary
+    written by `onerror` exists, so the missing trials must be targets in their own right.
+    """
+    trials = expand(f"{RESULTS}/trials/{{trial}}/measure.json", trial=TRIALS)
+    return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *trials]
 
 
 def write_partial_reports():
@@ -86,7 +93,9 @@ def write_partial_reports():
     plan = Path(RESULTS, "plan", "trials.json")
     if not plan.exists():
         return
-    rows = collect(plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv"))
+    rows = collect(
+        plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv")
+    )
     failed = [r for r in rows if r["status"] == "failed"]
     logger.error(
         f"snakesweep: {len(failed)} of {len(rows)} trials failed; results/summary.csv lists them "

@@ -9,11 +9,13 @@ rule eval:
         f"{LOGS}/eval/{{trial}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=get_runtime_min("eval"),
     shell:
-        "{PYTHON} -m snakesweep.supervise eval --trial {wildcards.trial} --plan {input.plan}"
+        "python -m snakesweep.supervise eval --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --train {input.train}"
         " --output {output.result}"

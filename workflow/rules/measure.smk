@@ -12,15 +12,17 @@ rule measure:
         f"{LOGS}/measure/{{trial}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
-    params:
-        settings=get_measure_settings_hash(),
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=get_runtime_min("measure"),
         gpu=GPU,
         measure_slot=1,
+    params:
+        settings=get_measure_settings_hash(),
     shell:
-        "{PYTHON} -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
+        "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --train {input.train}"
         " --output {output.result}"

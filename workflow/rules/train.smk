@@ -9,13 +9,15 @@ rule train:
         f"{LOGS}/train/{{trial}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
-    params:
-        device=CFG.device,
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=get_runtime_min("train"),
         gpu=GPU,
+    params:
+        device=CFG.device,
     shell:
-        "{PYTHON} -m snakesweep.supervise train --trial {wildcards.trial} --plan {input.plan}"
+        "python -m snakesweep.supervise train --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --output {output.result}"

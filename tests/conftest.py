@@ -1,0 +1,98 @@
+"""Fixtures that run the real workflow with real Snakemake in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "workloads" / "toy.py"
+
+
+def copy_workflow(dest: Path) -> Path:
+    """What a user has after `git clone`: workflow, package, config and profiles."""
+    for name in ("workflow", "snakesweep", "config", "profiles"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("environment.yml", "pyproject.toml"):
+        shutil.copy(REPO / name, dest / name)
+    return dest
+
+
+class Workdir:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write_config(self, cfg: dict, name: str = "sweep.yaml") -> Path:
+        p = self.path / name
+        p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return p
+
+    def snakemake(
+        self, *args: str, timeout: float = 300, check: bool = False, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        env = dict(env or os.environ, PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args], cwd=self.path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+
+    def read_csv(self, rel: str) -> list[dict[str, str]]:
+        with open(self.path / rel) as fh:
+            return list(csv.DictReader(fh))
+
+    def workload(self) -> str:
+        dest = self.path / "toy.py"
+        if not dest.exists():
+            shutil.copy(TOY, dest)
+        return "toy.py"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Workdir:
+    return Workdir(copy_workflow(tmp_path))
+
+
+def toy_config(workdir: Workdir, grid: dict, **overrides) -> dict:
+    """A fast sweep on the torch-free test workload."""
+    cfg = {
+        "sweep": {"name": "toy", "workload": workdir.workload(), "grid": grid, "seeds": [0, 1]},
+        "measure": {"batch_size": 8, "warmup_batches": 1, "repeats": 2, "min_window_s": 0},
+        "device": "cpu",
+    }
+    for key, value in overrides.items():
+        if key in cfg and isinstance(value, dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """The `Job stats` table Snakemake prints, as {rule: count}."""
+    counts: dict[str, int] = {}
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "Job stats:":
+            for row in lines[i + 3 :]:
+                parts = row.split()
+                if len(parts) != 2 or not parts[1].isdigit():
+                    break
+                counts[parts[0]] = int(parts[1])
+            break
+    return counts

@@ -1,0 +1,56 @@
+"""A torch-free workload for end-to-end tests: real files, real processes, milliseconds per step.
+
+Parameters steer failures so tests can inject them per trial:
+  fail: raise | segfault | abort | exit | sleep   (only while TOY_FAILURES=1 is set, so a test
+        can "fix the bug" and re-run the same trials)
+  sleep_s: seconds every train step sleeps (for kill-and-resume tests)
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+def _maybe_fail(params):
+    mode = params.get("fail")
+    if not mode or os.environ.get("TOY_FAILURES") != "1":
+        return
+    if mode == "raise":
+        raise ValueError(f"injected failure for x={params.get('x')}")
+    if mode == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    if mode == "abort":
+        os.abort()
+    if mode == "exit":
+        os._exit(3)
+    if mode == "sleep":
+        time.sleep(3600)
+
+
+def prepare(data_dir):
+    (Path(data_dir) / "data.json").write_text(json.dumps({"offset": 0.5}))
+
+
+def train(params, out_dir, *, data_dir, device):
+    time.sleep(float(params.get("sleep_s", 0)))
+    _maybe_fail(params)
+    offset = json.loads((Path(data_dir) / "data.json").read_text())["offset"]
+    x = float(params.get("x", 0))
+    loss = (x - 1.0) ** 2 + offset + 0.01 * params["seed"]
+    Path(out_dir, "model.json").write_text(json.dumps({"w": x, "tag": params.get("tag")}))
+    history = [{"epoch": e, "loss": loss * (3 - e)} for e in range(1, 3)]
+    return {"train_loss": loss, "train_time_s": 0.0, "history": history, "tag_seen": params.get("tag")}
+
+
+def evaluate(params, train_dir, *, data_dir, device):
+    model = json.loads(Path(train_dir, "model.json").read_text())
+    return {"eval_accuracy": 1.0 / (1.0 + abs(model["w"] - 1.0)), "eval_loss": abs(model["w"] - 1.0)}
+
+
+def inference(params, train_dir, *, data_dir, device, batch_size):
+    model = json.loads(Path(train_dir, "model.json").read_text())
+    batches = [[model["w"]] * batch_size for _ in range(4)]
+    return (lambda batch: sum(v * v for v in batch)), batches, [len(b) for b in batches]
