@@ -48,18 +48,32 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (int, float, str, bool))
 
 
-def trial_row(trial: dict[str, Any], results: Path, logs: Path) -> dict[str, Any]:
+def error_records(logs: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(step, trial) -> error record, from one scan per step directory; a measurement cycle's
+    record (`{trial}.cycle{k}.error.json`) counts for its trial's measure step."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for step in STEPS:
+        directory = logs / step
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.error.json")):
+                record = _load(path)
+                if record is not None:
+                    found.setdefault((step, path.name.split(".", 1)[0]), record)
+    return found
+
+
+def trial_row(trial: dict[str, Any], results: Path, errors: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """Status is read off the files alone: a result is `ok`, an error record `failed`, else `pending`."""
     tid = trial["trial"]
     row: dict[str, Any] = {"trial": tid, "status": "pending", **trial["params"]}
     for step in STEPS:
         record = _load(trial_dir(results, tid) / f"{step}.json")
         if record is None:
-            error = _load(logs / step / f"{tid}.error.json")
+            error = errors.get((step, tid))
             if error is not None:
                 row["status"] = "failed"
                 row["error"] = f"{step}: {error['type']}: {error['message']}"
-                row["error_log"] = str(logs / step / f"{tid}.log")
+                row["error_log"] = error.get("log", "")
             return row
         row.update({k: v for k, v in record["metrics"].items() if _scalar(v)})
     row["status"] = "ok"
@@ -96,7 +110,8 @@ def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summar
 
     plan = load_plan(plan_path)
     results, logs = Path(results), Path(logs)
-    rows = [trial_row(t, results, logs) for t in plan["trials"]]
+    errors = error_records(logs)
+    rows = [trial_row(t, results, errors) for t in plan["trials"]]
     columns = summary_columns(rows, plan["param_names"])
     atomic_write_text(summary, to_csv(rows, columns))
     metrics = [c for c in columns[len(plan["param_names"]) + 2 :] if c not in ("error", "error_log")]

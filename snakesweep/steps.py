@@ -84,7 +84,10 @@ def evaluate(trial: str, plan: str | Path, data: str | Path, train_result: str |
     )
 
 
-def measure(trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
+def measure(
+    trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path,
+    cycle: int | None = None,
+):
     from .config import MeasureSettings
     from .measure import run_measurement
 
@@ -94,7 +97,8 @@ def measure(trial: str, plan: str | Path, data: str | Path, train_result: str | 
         fn, batches, sizes = w.inference(
             p, Path(train_result).parent, data_dir=Path(data).parent, device=dev, batch_size=settings.batch_size
         )
-        return run_measurement(fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True))
+        metrics = run_measurement(fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True))
+        return metrics if cycle is None else {**metrics, "cycle": cycle}
 
     return _run_step("measure", trial, plan, output, body)
 
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", required=True)
     ap.add_argument("--data")
     ap.add_argument("--train")
+    ap.add_argument("--cycle", type=int)
     ap.add_argument("--cycles", nargs="*", default=[])
     ap.add_argument("--output", required=True)
     a = ap.parse_args(argv)
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.step == "eval":
             evaluate(a.trial, a.plan, a.data, a.train, a.output)
         elif a.step == "measure":
-            measure(a.trial, a.plan, a.data, a.train, a.output)
+            measure(a.trial, a.plan, a.data, a.train, a.output, a.cycle)
         else:
             measure_aggregate(a.trial, a.plan, a.cycles, a.output)
     except Exception as exc:

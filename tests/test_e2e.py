@@ -253,3 +253,22 @@ def test_lint_and_snakefmt_are_clean(workdir):
     files = [str(workdir.path / "workflow/Snakefile"), *map(str, (workdir.path / "workflow/rules").glob("*.smk"))]
     fmt = subprocess.run([snakefmt, "--check", *files], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_interleaved_cycles_run_cycle_by_cycle(workdir):
+    cfg = workdir.write_config(
+        toy_config(workdir, {"x": [0.0, 1.0, 2.0]}, measure={"cycles": 3, "cycle_order": "interleaved"})
+    )
+    workdir.snakemake("--cores", "1", "--configfile", str(cfg), check=True)
+    starts = []
+    for log in (workdir.path / "logs/measure").glob("*.cycle*.log"):
+        first = log.read_text().splitlines()[0]  # "snakesweep: measure <trial> started <ISO time>"
+        trial, cycle = log.name.split(".")[0], int(log.name.split(".")[1].removeprefix("cycle"))
+        starts.append((datetime.fromisoformat(first.split(" started ")[1]), cycle, trial))
+    starts.sort()
+    assert len(starts) == 18  # 3 x-values x 2 seeds x 3 cycles
+    assert [cycle for _, cycle, _ in starts] == [0] * 6 + [1] * 6 + [2] * 6
+    rows = workdir.read_csv("results/summary.csv")
+    assert all(r["status"] == "ok" and r["cycles"] == "3" for r in rows)
+    for r in rows:
+        assert float(r["latency_ms_p50_ci_low"]) <= float(r["latency_ms_p50"]) <= float(r["latency_ms_p50_ci_high"])

@@ -18,6 +18,7 @@ os.environ["PATH"] = os.pathsep.join(_JOB_PATH)
 from snakesweep.collect import collect
 from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash
+from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
 from snakesweep.plan import build_plan
 from snakesweep.results import STEPS
@@ -78,6 +79,38 @@ def get_runtime_min(step):
 def get_measure_settings_hash():
     """A change of measurement settings re-runs measure (Snakemake's params trigger)."""
     return f"{CFG.device}|{CFG.measure.model_dump_json()}"
+
+
+TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
+
+
+def get_cycle_priority(wildcards):
+    """Higher runs first: the order of measurement cycles (measure.cycle_order)."""
+    m = CFG.measure
+    return cycle_priority(
+        int(wildcards.cycle), m.cycles, m.cycle_order, wildcards.trial, TRIAL_INDEX[wildcards.trial]
+    )
+
+
+def get_step_priority():
+    """With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
+    training is done) all of one cycle's measurements are ready together and run in order."""
+    if CFG.measure.cycles == 1:
+        return 0
+    m = CFG.measure
+    return 1 + max(
+        cycle_priority(c, m.cycles, m.cycle_order, t, i)
+        for i, t in enumerate(TRIALS)
+        for c in range(m.cycles)
+    )
+
+
+def get_measure_cycles(wildcards):
+    return expand(
+        f"{RESULTS}/trials/{{trial}}/cycles/measure.{{cycle}}.json",
+        trial=wildcards.trial,
+        cycle=range(CFG.measure.cycles),
+    )
 
 
 def get_final_targets():

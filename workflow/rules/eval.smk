@@ -11,6 +11,7 @@ rule eval:
         f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
     conda:
         "../../environment.yml"
+    priority: get_step_priority()
     threads: 1
     resources:
         mem_mb=1000,

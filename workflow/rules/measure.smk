@@ -1,28 +1,77 @@
 # Measure jobs hold `measure_slot` (capacity 1, set in profiles/default): timings and energy
 # are never contaminated by a neighbouring measurement.
-rule measure:
-    input:
-        plan=ancient(rules.plan.output.json),
-        data=rules.prepare_data.output.marker,
-        train=rules.train.output.result,
-        eval=rules.eval.output.result,
-    output:
-        result=f"{RESULTS}/trials/{{trial}}/measure.json",
-    log:
-        f"{LOGS}/measure/{{trial}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=get_runtime_min("measure"),
-        gpu=GPU,
-        measure_slot=1,
-    params:
-        settings=get_measure_settings_hash(),
-    shell:
-        "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
-        " --log {log} --threads {threads} --data {input.data} --train {input.train}"
-        " --output {output.result}"
+if CFG.measure.cycles == 1:
+
+    rule measure:
+        input:
+            plan=ancient(rules.plan.output.json),
+            data=rules.prepare_data.output.marker,
+            train=rules.train.output.result,
+            eval=rules.eval.output.result,
+        output:
+            result=f"{RESULTS}/trials/{{trial}}/measure.json",
+        log:
+            f"{LOGS}/measure/{{trial}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
+        conda:
+            "../../environment.yml"
+        params:
+            settings=get_measure_settings_hash(),
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=get_runtime_min("measure"),
+            gpu=GPU,
+            measure_slot=1,
+        shell:
+            "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
+            " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+            " --output {output.result}"
+
+else:
+
+    # `measure.cycles: N` measures each trial N times; `cycle_order` picks the order through
+    # job priorities (training and evaluation outrank every measurement, see common.smk).
+    rule measure_cycle:
+        input:
+            plan=ancient(rules.plan.output.json),
+            data=rules.prepare_data.output.marker,
+            train=rules.train.output.result,
+            eval=rules.eval.output.result,
+        output:
+            result=f"{RESULTS}/trials/{{trial}}/cycles/measure.{{cycle}}.json",
+        log:
+            f"{LOGS}/measure/{{trial}}.cycle{{cycle}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/measure/{{trial}}.cycle{{cycle}}.tsv"
+        conda:
+            "../../environment.yml"
+        params:
+            settings=get_measure_settings_hash(),
+        priority: get_cycle_priority
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=get_runtime_min("measure"),
+            gpu=GPU,
+            measure_slot=1,
+        shell:
+            "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
+            " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+            " --cycle {wildcards.cycle} --output {output.result}"
+
+    rule measure:
+        input:
+            plan=ancient(rules.plan.output.json),
+            cycles=get_measure_cycles,
+        output:
+            result=f"{RESULTS}/trials/{{trial}}/measure.json",
+        log:
+            f"{LOGS}/measure/{{trial}}.log",
+        conda:
+            "../../environment.yml"
+        localrule: True
+        shell:
+            "python -m snakesweep.supervise measure_aggregate --trial {wildcards.trial}"
+            " --plan {input.plan} --log {log} --cycles {input.cycles} --output {output.result}"

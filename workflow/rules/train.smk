@@ -11,6 +11,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
     conda:
         "../../environment.yml"
+    priority: get_step_priority()
     threads: 1
     resources:
         mem_mb=2000,
