@@ -88,13 +88,18 @@ def get_cycle_priority(wildcards):
     """Higher runs first: the order of measurement cycles (measure.cycle_order)."""
     m = CFG.measure
     return cycle_priority(
-        int(wildcards.cycle), m.cycles, m.cycle_order, wildcards.trial, TRIAL_INDEX[wildcards.trial]
+        int(wildcards.cycle),
+        m.cycles,
+        m.cycle_order,
+        wildcards.trial,
+        TRIAL_INDEX[wildcards.trial],
     )
 
 
 def get_step_priority():
     """With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
-    training is done) all of one cycle's measurements are ready together and run in order."""
+    training is done) all of one cycle's measurements are ready together and run in order.
+    """
     if CFG.measure.cycles == 1:
         return 0
     m = CFG.measure

@@ -9,9 +9,9 @@ rule eval:
         f"{LOGS}/eval/{{trial}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
+    priority: get_step_priority()
     conda:
         "../../environment.yml"
-    priority: get_step_priority()
     threads: 1
     resources:
         mem_mb=1000,

@@ -16,14 +16,14 @@ if CFG.measure.cycles == 1:
             f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
         conda:
             "../../environment.yml"
-        params:
-            settings=get_measure_settings_hash(),
         threads: 1
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
             gpu=GPU,
             measure_slot=1,
+        params:
+            settings=get_measure_settings_hash(),
         shell:
             "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
             " --log {log} --threads {threads} --data {input.data} --train {input.train}"
@@ -45,17 +45,17 @@ else:
             f"{LOGS}/measure/{{trial}}.cycle{{cycle}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/measure/{{trial}}.cycle{{cycle}}.tsv"
+        priority: get_cycle_priority
         conda:
             "../../environment.yml"
-        params:
-            settings=get_measure_settings_hash(),
-        priority: get_cycle_priority
         threads: 1
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
             gpu=GPU,
             measure_slot=1,
+        params:
+            settings=get_measure_settings_hash(),
         shell:
             "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
             " --log {log} --threads {threads} --data {input.data} --train {input.train}"
@@ -69,9 +69,9 @@ else:
             result=f"{RESULTS}/trials/{{trial}}/measure.json",
         log:
             f"{LOGS}/measure/{{trial}}.log",
+        localrule: True
         conda:
             "../../environment.yml"
-        localrule: True
         shell:
             "python -m snakesweep.supervise measure_aggregate --trial {wildcards.trial}"
             " --plan {input.plan} --log {log} --cycles {input.cycles} --output {output.result}"

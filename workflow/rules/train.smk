@@ -9,9 +9,9 @@ rule train:
         f"{LOGS}/train/{{trial}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
+    priority: get_step_priority()
     conda:
         "../../environment.yml"
-    priority: get_step_priority()
     threads: 1
     resources:
         mem_mb=2000,
