@@ -40,7 +40,7 @@ from snakesweep.report import (
     load_plan,
     param_names_from,
     parse_objectives,
-    pareto_objectives,
+    effective_objectives,
     read_csv,
     swept_params,
     to_float,
@@ -261,7 +261,7 @@ def plot_heatmap(plt, configs: list[dict], names: list[str], importance: list[di
 # ---------------------------------------------------------------------------- pareto
 
 
-def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path) -> None:
+def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path, dropped=()) -> None:
     (m0, d0), (m1, d1) = objectives[0], objectives[1]
     pts = [c for c in configs if to_float(c.get(f"{m0}_mean")) is not None and to_float(c.get(f"{m1}_mean")) is not None]
     if not pts:
@@ -288,6 +288,8 @@ def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path)
     title = f"{m0} vs {m1}: {len(fx)} of {len(pts)} configurations non-dominated"
     if len(objectives) > 2:
         title += f"\n(front over {len(objectives)} objectives, shown on the first two)"
+    if dropped:
+        title += f"\n(no values for {', '.join(dropped)}: left out)"
     ax.set_title(title)
     ax.legend(fontsize=8)
     _save(fig, path)
@@ -409,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     objective = check_objective(args.objective, args.direction)
-    objs = pareto_objectives(objective, parse_objectives(args.extra))
     configs = read_csv(args.configs)
+    objs, dropped = effective_objectives(configs, objective, parse_objectives(args.extra))
     plan = load_plan(args.plan)
     names = param_names_from(plan, configs)
     importance = read_csv(args.importance) if args.importance and Path(args.importance).exists() else []
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     plt = _plt()
     plot_objective_vs_params(plt, configs, names, objective, args.out_objective)
     plot_heatmap(plt, configs, names, importance, objective, args.out_heatmap)
-    plot_pareto(plt, configs, {r.get("config_id") for r in front}, objs, args.out_pareto)
+    plot_pareto(plt, configs, {r.get("config_id") for r in front}, objs, args.out_pareto, dropped)
     plot_training_curves(plt, plan, configs, names, args.trials_dir, objective, args.out_curves)
     print(f"plots: {len(configs)} configurations drawn", file=sys.stderr)
     return 0

@@ -138,6 +138,21 @@ def _group(rows: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]
 # ---------------------------------------------------------------------------- configs.csv
 
 
+def numeric_metrics(summary_rows: list[dict], metrics: Sequence[str]) -> list[str]:
+    """The metrics whose non-empty cells in ok rows all read as numbers."""
+    bad: set[str] = set()
+    for r in summary_rows:
+        if r.get("status") != "ok":
+            continue
+        for m in metrics:
+            if m in bad:
+                continue
+            v = r.get(m)
+            if v not in (None, "") and to_float(v) is None and str(v).strip().lower() != "nan":
+                bad.add(m)
+    return [m for m in metrics if m not in bad]
+
+
 def config_rows(
     summary_rows: list[dict],
     param_names: list[str],
@@ -151,10 +166,13 @@ def config_rows(
     ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high``: mean, sample standard deviation and a
     two-sided t confidence interval over the *ok* trials only. Failed trials are counted,
     never averaged. Statistics are floats, or None where undefined (no value; std and CI
-    need two values). Empty, non-numeric and NaN cells are treated as missing. Groups keep
-    the order of their first trial in ``summary_rows``.
+    need two values). Empty and NaN cells are missing values. A metric with any other
+    non-numeric cell in an ok row (a label such as ``energy_source``) is not a number and
+    gets no columns. Groups keep the order of their first trial in ``summary_rows``. Every
+    row has the same keys, in the order of :func:`config_fieldnames` for the numeric metrics.
     """
     keys = config_params(param_names)
+    metrics = numeric_metrics(summary_rows, metrics)
     out = []
     for key, rows in _group(summary_rows, keys).items():
         params = dict(zip(keys, key))
@@ -352,6 +370,23 @@ def pareto_objectives(objective: Objective, extra: Sequence[Objective]) -> list[
     return objs
 
 
+def effective_objectives(
+    configs: list[dict], objective: Objective, extra: Sequence[Objective]
+) -> tuple[list[Objective], list[str]]:
+    """The Pareto objectives that have a value at all, and the names of those left out.
+
+    An extra objective no configuration has a mean for (energy where no counter was
+    readable) would empty the front; it is dropped, and named so the report can say so.
+    If no extra objective is left, training time is the cost, as in :func:`pareto_objectives`.
+    """
+    def has_values(metric: str) -> bool:
+        return any(to_float(c.get(f"{metric}_mean")) is not None for c in configs)
+
+    kept = [e for e in extra if e[0] != objective[0] and has_values(e[0])]
+    dropped = [e[0] for e in extra if e[0] != objective[0] and not has_values(e[0])]
+    return pareto_objectives(objective, kept), dropped
+
+
 def pareto_rows(configs: list[dict], param_names: Sequence[str], objectives: Sequence[Objective]) -> list[dict]:
     """The non-dominated configurations by config means, best objective first.
 
@@ -439,6 +474,136 @@ def importance_rows(configs: list[dict], param_names: Sequence[str], objective: 
     return rows
 
 
+# ---------------------------------------------------------------------------- answer.html
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2933;margin:1.2em;max-width:70em;line-height:1.45}
+h1{font-size:1.35em;margin:.2em 0 .6em} h2{font-size:1.1em;margin:1.4em 0 .4em;border-bottom:1px solid #d9e2ec;padding-bottom:.2em}
+.verdict{padding:.7em 1em;border-radius:6px;font-size:1.02em}
+.sig{background:#e3f9e5;border-left:5px solid #3f9142} .nosig{background:#fffbea;border-left:5px solid #de911d}
+table{border-collapse:collapse;font-size:.9em;margin:.3em 0} th,td{padding:.25em .7em;text-align:right;border-bottom:1px solid #e4e7eb}
+th{background:#f0f4f8;font-weight:600} td.l,th.l{text-align:left} tr.best td{font-weight:600;background:#f7fcf7}
+.bar{display:inline-block;height:.75em;background:#486581;vertical-align:middle;margin-right:.4em}
+.muted{color:#627d98;font-size:.88em} code{background:#f0f4f8;padding:0 .25em;border-radius:3px}
+"""
+
+
+def _h(x: Any) -> str:
+    import html
+
+    return html.escape("" if x is None else str(x))
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    f = to_float(x)
+    return "" if f is None else f"{f:.{digits}g}"
+
+
+def _ci(c: dict, metric: str) -> str:
+    lo, hi = to_float(c.get(f"{metric}_ci_low")), to_float(c.get(f"{metric}_ci_high"))
+    return "" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
+
+
+def render_answer_html(
+    best: dict,
+    configs: list[dict],
+    param_names: Sequence[str],
+    importance: list[dict],
+    pareto: list[dict],
+    objectives: Sequence[Objective],
+    dropped: Sequence[str] = (),
+    max_configs: int = 50,
+) -> str:
+    """One self-contained HTML page (inline CSS, escaped values) for the Snakemake report:
+    the verdict, best vs runner-up, parameter importance, the Pareto front and the ranking."""
+    metric, direction = objectives[0]
+    swept = swept_params(configs, param_names) or config_params(param_names)
+    fixed = [k for k in config_params(param_names) if k not in swept]
+    word = "higher" if direction == "max" else "lower"
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep answer</title><style>{_CSS}</style></head><body>"]
+    out.append(f"<h1>Which configuration is best by <code>{_h(metric)}</code> ({word} is better)?</h1>")
+    cls = "sig" if best.get("significant") else "nosig"
+    out.append(f"<p class='verdict {cls}'>{_h(best.get('verdict'))}</p>")
+    if fixed and configs:
+        fixed_txt = ", ".join(f"{_h(k)}={_h(configs[0].get(k))}" for k in fixed)
+        out.append(f"<p class='muted'>Same in every configuration: {fixed_txt}.</p>")
+
+    def head(extra: Sequence[str] = ()) -> str:
+        cells = "".join(f"<th class='l'>{_h(k)}</th>" for k in swept)
+        return f"<tr><th class='l'>config</th>{cells}{''.join(f'<th>{_h(e)}</th>' for e in extra)}</tr>"
+
+    def params_cells(params: dict) -> str:
+        return "".join(f"<td class='l'>{_h(params.get(k))}</td>" for k in swept)
+
+    pair = [(lbl, best.get(key)) for lbl, key in (("best", "best"), ("runner-up", "runner_up")) if best.get(key)]
+    if pair:
+        out.append("<h2>Best and runner-up</h2><table>")
+        out.append(head(["ok / planned seeds", "mean", "95% CI", "std", "per-seed values"]))
+        for lbl, b in pair:
+            vals = ", ".join(f"{v:.4g}" for v in b.get("values") or [])
+            ci = "" if b.get("ci_low") is None else f"[{b['ci_low']:.4g}, {b['ci_high']:.4g}]"
+            out.append(
+                f"<tr class='{'best' if lbl == 'best' else ''}'><td class='l'>{_h(lbl)} <span class='muted'>{_h(b.get('config_id'))}</span></td>"
+                f"{params_cells(b.get('params') or {})}<td>{b.get('n_ok')} / {b.get('n_seeds')}</td>"
+                f"<td>{_num(b.get('mean'))}</td><td>{ci}</td><td>{_num(b.get('std'), 3)}</td><td>{_h(vals)}</td></tr>"
+            )
+        out.append("</table>")
+        test = best.get("test") or {}
+        if test:
+            if test.get("p_value") is not None:
+                out.append(
+                    f"<p class='muted'>{_h(test.get('name'))}: t = {to_float(test.get('t')):.2f}, df = {to_float(test.get('df')):.1f}, "
+                    f"p = {_num(test.get('p_value'), 3)} (alpha {best.get('alpha')}). {_h(best.get('note'))}</p>"
+                )
+            else:
+                out.append(f"<p class='muted'>{_h(test.get('name'))}: undefined ({_h(test.get('undefined_because'))}).</p>")
+
+    out.append(f"<h2>Which parameters matter? (eta squared of {_h(metric)} over configuration means)</h2>")
+    if importance:
+        out.append("<table><tr><th class='l'>parameter</th><th class='l'>eta squared</th><th>levels</th>"
+                   "<th class='l'>best level</th><th>its mean</th></tr>")
+        for r in importance:
+            eta = to_float(r.get("eta_squared"))
+            bar = f"<span class='bar' style='width:{eta * 12:.2f}em'></span>{eta:.2f}" if eta is not None else "undefined"
+            out.append(f"<tr><td class='l'>{_h(r.get('parameter'))}</td><td class='l'>{bar}</td><td>{_h(r.get('n_levels'))}</td>"
+                       f"<td class='l'>{_h(r.get('best_level'))}</td><td>{_num(r.get('best_level_mean'))}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append("<p class='muted'>No parameter is swept (only seeds), so there is nothing to rank.</p>")
+
+    names = ", ".join(f"{m} ({d})" for m, d in objectives)
+    out.append(f"<h2>Trade-offs: the Pareto front over {_h(names)}</h2>")
+    if pareto:
+        out.append("<table>" + head([f"{m} mean" for m, _ in objectives]))
+        for r in pareto:
+            out.append(f"<tr><td class='l'>{_h(r.get('config_id'))}</td>{params_cells(r)}"
+                       + "".join(f"<td>{_num(r.get(f'{m}_mean'))}</td>" for m, _ in objectives) + "</tr>")
+        out.append("</table>")
+    else:
+        out.append("<p class='muted'>No configuration has every objective yet.</p>")
+    if dropped:
+        out.append(f"<p class='muted'>Left out of the front because no configuration has a value: "
+                   f"{_h(', '.join(dropped))} (not measured here; see the energy_source column of summary.csv).</p>")
+
+    ranked = _ranked(configs, metric, direction)
+    ranked_ids = {id(c) for c in ranked}
+    missing = [c for c in configs if id(c) not in ranked_ids]
+    out.append(f"<h2>All configurations by {_h(metric)}"
+               + (f" (top {max_configs} of {len(ranked)})" if len(ranked) > max_configs else "") + "</h2>")
+    out.append("<table>" + head(["ok / planned", "failed", "mean", "95% CI"]))
+    best_id = (best.get("best") or {}).get("config_id")
+    for c in ranked[:max_configs]:
+        out.append(f"<tr class='{'best' if c.get('config_id') == best_id else ''}'><td class='l'>{_h(c.get('config_id'))}</td>"
+                   f"{params_cells(c)}<td>{_h(c.get('n_ok'))} / {_h(c.get('n_seeds'))}</td><td>{_h(c.get('n_failed'))}</td>"
+                   f"<td>{_num(c.get(f'{metric}_mean'))}</td><td>{_ci(c, metric)}</td></tr>")
+    out.append("</table>")
+    if missing:
+        out.append(f"<p class='muted'>{len(missing)} configuration(s) have no {_h(metric)} yet "
+                   "(all their seeds failed or are pending); results/configs.csv lists them.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------------- IO + CLI
 
 
@@ -514,17 +679,18 @@ def param_names_from(plan: dict | None, configs: list[dict]) -> list[str]:
     return [c for c in cols[:end] if c != "config_id"]
 
 
-def report_targets(wildcards: Any = None) -> list[str]:
-    """Every file the report rules make (usable as a Snakemake input function)."""
-    return [
-        "results/best.json",
-        "results/pareto.csv",
-        "results/importance.csv",
-        *(f"results/plots/{name}.png" for name in PLOT_NAMES),
-    ]
-
-
 PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")
+
+
+def report_targets(wildcards: Any = None, results: str = "results") -> list[str]:
+    """Every file the report rules make (also usable as a Snakemake input function)."""
+    return [
+        f"{results}/best.json",
+        f"{results}/pareto.csv",
+        f"{results}/importance.csv",
+        f"{results}/report/answer.html",
+        *(f"{results}/plots/{name}.png" for name in PLOT_NAMES),
+    ]
 
 
 def report_settings_params(config: dict) -> dict[str, str]:
@@ -540,8 +706,42 @@ def report_settings_params(config: dict) -> dict[str, str]:
     return {
         "objective": objective[0],
         "direction": objective[1],
-        "extra": ",".join(f"{m}:{d}" for m, d in extra),
+        "extra": ", ".join(f"{m}:{d}" for m, d in extra),
     }
+
+
+def workflow_report_settings(config: dict, known_metrics: Sequence[str] = ()) -> dict[str, str]:
+    """:func:`report_settings_params` for the Snakefile: a bad name ends the run with one
+    readable message (no traceback); a metric not among ``known_metrics`` gets a warning,
+    since measurement may add columns the list does not know."""
+    try:
+        params = report_settings_params(config)
+    except ValueError as err:
+        print(f"snakesweep: invalid report settings: {err}", file=sys.stderr)
+        sys.exit(1)
+    if known_metrics:
+        names = [params["objective"], *(p.split(":")[0] for p in params["extra"].split(",") if p)]
+        unknown = [n for n in names if n not in known_metrics]
+        if unknown:
+            print(
+                f"snakesweep: warning: report metric(s) {', '.join(unknown)} are not among the known "
+                f"metrics ({', '.join(known_metrics)}); the report fails if results/summary.csv lacks them",
+                file=sys.stderr,
+            )
+    return params
+
+
+def check_metrics_present(summary_rows: list[dict], objectives: Sequence[Objective]) -> None:
+    """Fail with the list of available columns when an objective is not a summary column."""
+    if not summary_rows:
+        return
+    cols = list(summary_rows[0].keys())
+    missing = [m for m, _ in objectives if m not in cols]
+    if missing:
+        raise SystemExit(
+            f"snakesweep.report: objective metric(s) {', '.join(missing)} not in results/summary.csv; "
+            f"its columns are: {', '.join(cols)} (fix report: in the sweep file)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,20 +755,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--best", required=True)
     ap.add_argument("--pareto", required=True)
     ap.add_argument("--importance", required=True)
+    ap.add_argument("--html", help="also write a one-page HTML summary for the Snakemake report")
     args = ap.parse_args(argv)
 
     objective = check_objective(args.objective, args.direction)
     extra = parse_objectives(args.extra)
     summary = read_csv(args.summary)
+    check_metrics_present(summary, [objective, *extra])
     configs = read_csv(args.configs)
     plan = load_plan(args.plan)
     names = param_names_from(plan, configs)
 
     best = best_report(summary, configs, names, objective, plan=plan)
     write_json(args.best, best)
-    objs = pareto_objectives(objective, extra)
+    objs, dropped = effective_objectives(configs, objective, extra)
+    if dropped:
+        print(f"report: no values for {', '.join(dropped)}; the Pareto front leaves them out", file=sys.stderr)
     write_csv(args.pareto, pareto_rows(configs, names, objs), pareto_fieldnames(names, objs))
-    write_csv(args.importance, importance_rows(configs, names, objective), IMPORTANCE_FIELDS)
+    importance = importance_rows(configs, names, objective)
+    write_csv(args.importance, importance, IMPORTANCE_FIELDS)
+    if args.html:
+        front = read_csv(args.pareto)
+        page = render_answer_html(best, configs, names, importance, front, objs, dropped)
+        _atomic_write(args.html, lambda f: f.write(page))
     print(f"report: {len(configs)} configurations; {best['verdict']}", file=sys.stderr)
     return 0
 
