@@ -132,6 +132,7 @@ class PowerSampler:
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []
         self.error: BaseException | None = None
+        self.thread_cpu_s = 0.0  # CPU time the thread used: an upper bound on the GIL it took
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,16 +141,20 @@ class PowerSampler:
         self.samples.append((time.perf_counter(), w))
 
     def _loop(self) -> None:
+        c0 = time.thread_time()
         nxt = time.perf_counter()
-        while True:
-            nxt += self.interval_s
-            if self._stop.wait(max(0.0, nxt - time.perf_counter())):
-                return
-            try:
-                self._sample()
-            except BaseException as err:  # keep the first failure; stop() reports it
-                self.error = err
-                return
+        try:
+            while True:
+                nxt += self.interval_s
+                if self._stop.wait(max(0.0, nxt - time.perf_counter())):
+                    return
+                try:
+                    self._sample()
+                except BaseException as err:  # keep the first failure; stop() reports it
+                    self.error = err
+                    return
+        finally:
+            self.thread_cpu_s = time.thread_time() - c0
 
     def start(self) -> float:
         """Take the first sample and start the thread; returns the window start time."""

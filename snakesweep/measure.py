@@ -21,6 +21,7 @@ from snakesweep.energy import (
     THROTTLE_BITS,
     EnergyMeter,
     NvmlGpu,
+    UnavailableMeter,
     net_energy_j,
     open_meter,
     open_nvml_gpu,
@@ -252,6 +253,8 @@ def run_measurement(
         raise ValueError("batches must be non-empty and match samples_per_batch in length")
     if any(n <= 0 for n in samples_per_batch):
         raise ValueError("every batch must hold at least one sample")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (resolve 'auto' first), not {device!r}")
     is_cuda = device.startswith("cuda")
     torch: Any = None
     gpu: NvmlGpu | None = None
@@ -274,7 +277,7 @@ def run_measurement(
     meter: EnergyMeter = open_meter(
         device, settings.sample_interval_s, gpu=gpu, gpu_reason=gpu_reason, rapl_root=rapl_root
     )
-    log(f"energy source: {meter.method}" + ("" if meter.available else f" ({getattr(meter, 'reason', '')})"))
+    log(f"energy source: {meter.method}" + (f" ({meter.reason})" if isinstance(meter, UnavailableMeter) else ""))
     try:
         cooldown(settings.cooldown_s, log)
         if is_cuda and settings.max_start_temp_c is not None:
@@ -340,6 +343,9 @@ def run_measurement(
             gpu.close()
 
     peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20 if is_cuda else _peak_rss_mb()
+    device_name = meter.device_name
+    if device_name is None and is_cuda:
+        device_name = torch.cuda.get_device_name(device)  # NVML missing: the name is still known
     lat_ms = [x * 1000.0 for x in latencies]
 
     energy_j = energy.energy_j
@@ -381,7 +387,7 @@ def run_measurement(
         "n_batches_timed": len(latencies),
         "n_samples_timed": n_samples,
         "sample_interval_s": energy.sample_interval_s,
-        "device_name": meter.device_name,
+        "device_name": device_name,
         "driver_version": meter.driver_version,
         "nvml_version": meter.nvml_version,
         "flag_short_window": short,

@@ -375,12 +375,13 @@ class RaplSim:
 def test_cpu_measurement_with_rapl_baseline_and_cooldown(tiny, tmp_path):
     fn, xs, sizes = tiny
     lines: list[str] = []
-    settings = MeasureSettings(**FAST, baseline_s=0.3, cooldown_s=1.0)
+    # 1 s window: the simulated counter's writer thread may be scheduled late on a busy machine
+    settings = MeasureSettings(**{**FAST, "min_window_s": 1.0}, baseline_s=0.5, cooldown_s=1.0)
     with RaplSim(tmp_path / "powercap", watts=20.0):
         m = run_measurement(fn, xs, sizes, "cpu", settings, lines.append, rapl_root=tmp_path / "powercap")
     assert m["energy_source"] == "rapl"
-    assert m["baseline_power_w"] == pytest.approx(20.0, rel=0.15)
-    assert m["energy_j"] == pytest.approx(20.0 * m["window_s"], rel=0.15)
+    assert m["baseline_power_w"] == pytest.approx(20.0, rel=0.2)
+    assert m["energy_j"] == pytest.approx(20.0 * m["window_s"], rel=0.2)
     assert m["energy_j_per_sample"] == pytest.approx(m["energy_j"] / m["n_samples_timed"])
     # the counter runs at the baseline rate: what is left after subtracting idle is ~0
     net_total = m["energy_j_per_sample_net"] * m["n_samples_timed"]
@@ -409,6 +410,8 @@ def test_run_measurement_rejects_mismatched_batches(tiny):
         run_measurement(fn, xs, sizes[:-1], "cpu", MeasureSettings(**FAST))
     with pytest.raises(ValueError):
         run_measurement(fn, [], [], "cpu", MeasureSettings(**FAST))
+    with pytest.raises(ValueError, match="resolve 'auto' first"):
+        run_measurement(fn, xs, sizes, "auto", MeasureSettings(**FAST))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
