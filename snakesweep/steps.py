@@ -91,13 +91,19 @@ def measure(
     from .config import MeasureSettings
     from .measure import run_measurement
 
-    settings = MeasureSettings.model_validate(load_plan(plan)["measure"])
+    plan_data = load_plan(plan)
+    settings = MeasureSettings.model_validate(plan_data["measure"])
+    # stop timing well before the supervisor's kill: a long window is flagged short, not lost
+    budget = 0.8 * plan_data["timeout_s"]["measure"] - settings.cooldown_s - settings.baseline_s
+    max_window_s = max(budget, settings.min_window_s, 1.0)
 
     def body(w, p, dev):
         fn, batches, sizes = w.inference(
             p, Path(train_result).parent, data_dir=Path(data).parent, device=dev, batch_size=settings.batch_size
         )
-        metrics = run_measurement(fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True))
+        metrics = run_measurement(
+            fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True), max_window_s=max_window_s
+        )
         return metrics if cycle is None else {**metrics, "cycle": cycle}
 
     return _run_step("measure", trial, plan, output, body)
