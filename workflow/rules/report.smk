@@ -15,7 +15,7 @@ report: "../report/workflow.rst"
 # The size of the run, at the start of every invocation (`snakemake -n` included); only the
 # main process prints it, not jobs that re-parse this file on a cluster node.
 if workflow.is_main_process:
-    show_preview(workflow, TRIALS, STEPS, RESULTS)
+    show_preview(workflow, TRIALS, STEPS, RESULTS, {"measure": CFG.measure.cycles})
 
 
 rule report_tables:

@@ -1,0 +1,79 @@
+"""Plan preview: trials, jobs per step, and a wall-time estimate from earlier benchmark records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snakesweep.preview import benchmark_means, count_outputs, format_preview, human_duration, jobs_to_run, show_preview
+
+
+def _bench(root: Path, step: str, trial: str, *secs: float) -> None:
+    p = root / step / f"{trial}.tsv"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{s}\t0:00:00\t10\n" for s in secs)
+    p.write_text("s\th:m:s\tmax_rss\n" + rows)
+
+
+def test_no_history_yet(tmp_path):
+    text = format_preview(6, {"train": 6, "eval": 6, "measure": 6}, tmp_path / "benchmarks", cores=2)
+    assert "6 trials" in text and "train 6, eval 6, measure 6 (18 in all)" in text
+    assert "no history yet" in text
+
+
+def test_estimate_from_benchmark_records(tmp_path):
+    b = tmp_path / "benchmarks"
+    _bench(b, "train", "a", 8.0)
+    _bench(b, "train", "b", 12.0)
+    _bench(b, "eval", "a", 1.0, 3.0)  # repeats: mean of the rows
+    _bench(b, "measure", "a", 5.0)
+    assert benchmark_means(b, ["train", "eval", "measure"]) == {
+        "train": (10.0, 2), "eval": (2.0, 1), "measure": (5.0, 1)}
+    # work: 4x10 + 4x2 + 4x5 = 68 s on 2 cores = 34 s; measure alone (serial) 20 s
+    text = format_preview(4, {"train": 4, "eval": 4, "measure": 4}, b, cores=2)
+    assert "~34 s on 2 cores" in text and "train 10.0 s" in text and "one at a time" in text
+    # on 8 cores the serial measure jobs set the floor: 20 s
+    assert "~20 s on 8 cores" in format_preview(4, {"train": 4, "eval": 4, "measure": 4}, b, cores=8)
+
+
+def test_partial_history_and_nothing_to_run(tmp_path):
+    b = tmp_path / "benchmarks"
+    _bench(b, "train", "a", 60.0)
+    text = format_preview(100, {"train": 100, "eval": 100, "measure": 0}, b, cores=None, done_per_step={"measure": 100})
+    assert "~1.7 h on 1 core" in text and "no history yet for eval" in text
+    assert "100 already have results" in text
+    done = format_preview(3, {"train": 0, "eval": 0}, b, cores=2, done_per_step={"train": 3, "eval": 3})
+    assert "nothing to run" in done
+
+
+def test_human_duration():
+    assert human_duration(0.2) == "1 s"
+    assert human_duration(89) == "89 s"
+    assert human_duration(600) == "10 min"
+    assert human_duration(3 * 3600) == "3.0 h"
+
+
+class _Workflow:
+    def __init__(self, main: bool, cores: int = 2):
+        self.is_main_process = main
+        self.resource_settings = type("R", (), {"cores": cores})()
+
+
+def test_show_preview_only_in_the_main_process(tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "trials" / "t1").mkdir(parents=True)
+    (results / "trials" / "t1" / "train.json").write_text("{}")
+    assert count_outputs(["t1", "t2"], ["train", "eval"], results) == {"train": 1, "eval": 0}
+    assert show_preview(_Workflow(main=False), ["t1", "t2"], ["train", "eval"], results) == ""
+    text = show_preview(_Workflow(main=True), ["t1", "t2"], ["train", "eval"], results)
+    assert "2 trials" in text and "train 1, eval 2" in text and "1 already have results" in text
+
+
+def test_measure_cycles_multiply_measure_jobs(tmp_path):
+    results = tmp_path / "results"
+    (results / "trials" / "t1" / "cycles").mkdir(parents=True)
+    (results / "trials" / "t1" / "cycles" / "measure.0.json").write_text("{}")
+    (results / "trials" / "t2").mkdir(parents=True)
+    (results / "trials" / "t2" / "measure.json").write_text("{}")
+    todo, done = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
+    # t1: 2 cycles left, t2: all 3 done (measure.json), t3: 3 left
+    assert todo == {"train": 3, "measure": 5} and done == {"train": 0, "measure": 4}

@@ -1,0 +1,241 @@
+"""Live status: counts per step, failures with their error and log, running detection from
+Snakemake's own markers, ETA, and proof that the command reads only (tree unchanged)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from snakesweep.status import decode_marker, format_text, sweep_status
+
+REPO = Path(__file__).resolve().parents[1]
+TRIALS = [f"{i:010x}" for i in range(4)]
+
+
+def _marker(root: Path, output: str) -> Path:
+    """An incomplete marker exactly as Snakemake's file persistence writes it."""
+    p = root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(output.encode()).decode()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"external_jobid": None}))
+    return p
+
+
+def _touch(path: Path, text: str = "", age_s: float = 0.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if age_s:
+        t = time.time() - age_s
+        os.utime(path, (t, t))
+    return path
+
+
+def make_tree(root: Path) -> None:
+    """Trial 0 finished; trial 1 failed in train (injected error record); trial 2 has train
+    done and eval started (marker, fresh log); trial 3 not started."""
+    plan = {"schema_version": 1, "sweep_name": "st", "param_names": ["seed"],
+            "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(TRIALS)]}
+    _touch(root / "results/plan/trials.json", json.dumps(plan))
+    for step, secs in (("train", 10.0), ("eval", 2.0), ("measure", 4.0)):
+        _touch(root / f"results/trials/{TRIALS[0]}/{step}.json", "{}", age_s=100)
+        _touch(root / f"logs/{step}/{TRIALS[0]}.log", "ok", age_s=100)
+        _touch(root / f"results/benchmarks/{step}/{TRIALS[0]}.tsv",
+               f"s\th:m:s\tmax_rss\n{secs}\t0:00:{int(secs):02d}\t100\n", age_s=100)
+    _touch(root / f"logs/train/{TRIALS[1]}.log", "Traceback ...", age_s=50)
+    _touch(root / f"logs/train/{TRIALS[1]}.error.json", json.dumps(
+        {"trial": TRIALS[1], "step": "train", "type": "ValueError", "message": "lr must be positive",
+         "traceback_tail": "...", "reason": "exception", "time": "2024-01-01T00:00:00Z"}), age_s=50)
+    _touch(root / f"results/trials/{TRIALS[2]}/train.json", "{}", age_s=30)
+    _touch(root / f"logs/eval/{TRIALS[2]}.log", "epoch 1", age_s=1)
+    _marker(root, f"results/trials/{TRIALS[2]}/eval.json")
+
+
+def test_counts_failure_and_interrupted_without_a_live_run(tmp_path):
+    make_tree(tmp_path)
+    st = sweep_status(tmp_path, recent_s=0.5)  # the eval log is 1 s old: not recent here
+    assert st["planned"] == 4 and st["snakemake_running"] is False
+    tr = st["steps"]["train"]
+    assert (tr["done"], tr["failed"], tr["pending"], tr["running"]) == (2, 1, 1, 0)
+    ev = st["steps"]["eval"]
+    assert (ev["done"], ev["interrupted"], ev["blocked"], ev["pending"]) == (1, 1, 1, 1)
+    ms = st["steps"]["measure"]
+    assert (ms["done"], ms["blocked"], ms["pending"]) == (1, 1, 2)
+    (f,) = st["failed"]
+    assert f["trial"] == TRIALS[1] and f["step"] == "train" and f["type"] == "ValueError"
+    assert f["message"] == "lr must be positive" and f["log"] == f"logs/train/{TRIALS[1]}.log"
+    assert st["interrupted"][0]["trial"] == TRIALS[2]
+    text = format_text(st)
+    assert "lr must be positive" in text and f"logs/train/{TRIALS[1]}.log" in text
+    assert "failed (1)" in text
+
+
+def test_marker_with_recent_log_is_running_and_eta_uses_benchmarks(tmp_path):
+    make_tree(tmp_path)
+    now = time.time()
+    st = sweep_status(tmp_path, recent_s=120, now=now)
+    assert st["steps"]["eval"]["running"] == 1
+    (r,) = st["running"]
+    assert (r["trial"], r["step"]) == (TRIALS[2], "eval")
+    assert st["steps"]["train"]["mean_duration_s"] == pytest.approx(10.0)
+    # left: train 1 x 10 s; eval 1 pending x 2 s + the running one's unused part (<= 2 s);
+    # measure 2 x 4 s (one at a time); one job running now -> parallelism 1
+    assert 20.0 <= st["eta_s"] <= 22.0 + 1e-6
+    assert "ETA" in format_text(st)
+
+
+def test_fallback_without_markers_uses_log_activity(tmp_path):
+    make_tree(tmp_path)
+    shutil.rmtree(tmp_path / ".snakemake")
+    st = sweep_status(tmp_path, recent_s=120)
+    assert st["markers"].startswith("none")
+    assert st["steps"]["eval"]["running"] == 1
+    assert sweep_status(tmp_path, recent_s=0.5)["steps"]["eval"]["pending"] == 2
+
+
+def test_stale_lock_is_not_a_running_snakemake(tmp_path):
+    make_tree(tmp_path)
+    _touch(tmp_path / ".snakemake/locks/0.input.lock", "x")
+    st = sweep_status(tmp_path, recent_s=0.5)
+    assert st["stale_lock"] is True and st["snakemake_running"] is False
+    assert "--unlock" in format_text(st)
+
+
+def test_live_lock_with_a_snakemake_process_here_means_running(tmp_path):
+    make_tree(tmp_path)
+    _touch(tmp_path / ".snakemake/locks/0.input.lock", "x")
+    fake = tmp_path / "bin" / "snakemake"  # a process whose argv names snakemake, cwd = the sweep dir
+    _touch(fake, "sleep 30\n")
+    proc = subprocess.Popen(["/bin/sh", str(fake)], cwd=tmp_path)
+    try:
+        time.sleep(0.2)
+        st = sweep_status(tmp_path, recent_s=0.5)  # log not recent: the lock decides
+        assert st["snakemake_running"] is True and proc.pid in st["snakemake_pids"]
+        assert st["steps"]["eval"]["running"] == 1 and st["elapsed_s"] is not None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_measure_cycles_are_counted_per_trial(tmp_path):
+    """`measure.cycles: 3`: cycle outputs under cycles/, logs and error records named .cycleC."""
+    make_tree(tmp_path)
+    plan = json.loads((tmp_path / "results/plan/trials.json").read_text())
+    plan["measure"] = {"cycles": 3}
+    _touch(tmp_path / "results/plan/trials.json", json.dumps(plan))
+    t0, t3 = TRIALS[0], TRIALS[3]
+    # trial 3: trained and evaluated; cycle 0 measured, cycle 1 failed, cycle 2 running
+    for step in ("train", "eval"):
+        _touch(tmp_path / f"results/trials/{t3}/{step}.json", "{}", age_s=20)
+    _touch(tmp_path / f"results/trials/{t3}/cycles/measure.0.json", "{}", age_s=10)
+    _touch(tmp_path / f"results/benchmarks/measure/{t3}.cycle0.tsv", "s\th:m:s\n6.0\t0:00:06\n", age_s=10)
+    _touch(tmp_path / f"logs/measure/{t3}.cycle1.error.json", json.dumps(
+        {"type": "Timeout", "message": "measure ran longer than timeout_s.measure", "reason": "timeout"}), age_s=5)
+    _touch(tmp_path / f"logs/measure/{t3}.cycle2.log", "warming up", age_s=1)
+    _marker(tmp_path, f"results/trials/{t3}/cycles/measure.2.json")
+    st = sweep_status(tmp_path, recent_s=120)
+    ms = st["steps"]["measure"]
+    assert ms["running"] == 1 and ms["done"] == 1  # trial 0 is done (measure.json exists)
+    assert ms["mean_duration_s"] == pytest.approx((4.0 + 6.0) / 2)  # one job per record
+    r = [x for x in st["running"] if x["step"] == "measure"][0]
+    assert r["trial"] == t3 and r["log"] == f"logs/measure/{t3}.cycle2.log"
+    # once the running cycle is gone, the failed cycle makes the trial's measure failed
+    shutil.rmtree(tmp_path / ".snakemake/incomplete")
+    st = sweep_status(tmp_path, recent_s=0.5)
+    f = [x for x in st["failed"] if x["step"] == "measure"][0]
+    assert f["trial"] == t3 and f["error_file"] == f"logs/measure/{t3}.cycle1.error.json"
+    assert f["log"] == f"logs/measure/{t3}.cycle1.log" and f["reason"] == "timeout"
+    assert t0 not in {x["trial"] for x in st["failed"]}
+
+
+def test_decode_marker_handles_snakemake_chunked_names():
+    path = "results/trials/" + "x" * 400 + "/train.json"
+    enc = base64.urlsafe_b64encode(path.encode()).decode()
+    chunks = [enc[i:i + 254] for i in range(0, len(enc), 254)]
+    parts = ["@" + c for c in chunks[:-1]] + [chunks[-1]]
+    assert decode_marker(parts) == path
+
+
+def _snapshot(root: Path) -> dict:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[p] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    st = os.lstat(root)
+    out[str(root)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_status_command_never_writes(tmp_path):
+    make_tree(tmp_path)
+    _touch(tmp_path / ".snakemake/locks/0.input.lock", "x")
+    _touch(tmp_path / ".snakemake/log/2024-01-01T000000.000000.snakemake.log", "log")
+    before = _snapshot(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    for fmt in ("text", "json"):
+        out = subprocess.run([sys.executable, "-m", "snakesweep.status", str(tmp_path), "--format", fmt],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["failed"][0]["trial"] == TRIALS[1]
+    assert _snapshot(tmp_path) == before
+
+
+SNAKEFILE = """
+TR = {trials!r}
+rule all:
+    input: expand("results/trials/{{t}}/eval.json", t=TR)
+rule train:
+    output: "results/trials/{{t}}/train.json"
+    log: "logs/train/{{t}}.log"
+    benchmark: "results/benchmarks/train/{{t}}.tsv"
+    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; sleep {sleep}; echo '{{{{}}}}' > {{output}}"
+rule eval:
+    input: "results/trials/{{t}}/train.json"
+    output: "results/trials/{{t}}/eval.json"
+    log: "logs/eval/{{t}}.log"
+    shell: "echo start > {{log}}; echo '{{{{}}}}' > {{output}}"
+"""
+
+
+def test_status_during_a_real_snakemake_run(tmp_path):
+    """Real Snakemake: its incomplete markers and lock make a sleeping job `running`; the
+    failed job's error record is listed; at the end everything is done or failed."""
+    trials = TRIALS[:3]
+    plan = {"schema_version": 1, "sweep_name": "live", "param_names": ["seed"],
+            "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(trials)]}
+    _touch(tmp_path / "results/plan/trials.json", json.dumps(plan))
+    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(trials=trials, bad=trials[1], sleep=6))
+    smk = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.Popen([str(smk), "--cores", "2", "--keep-going", "-q"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        seen = None
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            st = sweep_status(tmp_path, steps=("train", "eval"), recent_s=0.0)
+            if st["steps"]["train"]["running"] and st["failed"]:
+                seen = st
+                break
+            time.sleep(0.3)
+        assert seen is not None, "never saw a running job and the failure"
+        assert seen["snakemake_running"] is True
+        assert {r["trial"] for r in seen["running"]} <= {trials[0], trials[2]}
+        assert seen["failed"][0]["trial"] == trials[1] and seen["failed"][0]["message"] == "boom"
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    st = sweep_status(tmp_path, steps=("train", "eval"), recent_s=0.0)
+    assert st["snakemake_running"] is False
+    assert st["steps"]["train"]["done"] == 2 and st["steps"]["train"]["failed"] == 1
+    assert st["steps"]["eval"]["done"] == 2 and st["steps"]["eval"]["blocked"] == 1
+    assert st["eta_s"] == 0.0
