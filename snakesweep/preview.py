@@ -110,27 +110,36 @@ def count_outputs(trials: Iterable[str], steps: Iterable[str], results: str | Pa
 def jobs_to_run(
     trials: Iterable[str], steps: Iterable[str], results: str | Path, jobs_per_trial: Mapping[str, int] | None = None
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """({step: jobs without a result}, {step: jobs with one}).
+    """({step: jobs to run}, {step: jobs already done}), as Snakemake will see it by files.
 
-    A step with several jobs per trial (``measure`` with ``measure.cycles: N``) counts its
-    finished cycle outputs (results/trials/{trial}/cycles/{step}.{cycle}.json).
+    A trial whose last step has its result needs nothing (Snakemake does not redo a missing
+    intermediate file when the final one exists); otherwise each step without its result is
+    a job. A step with several jobs per trial (``measure`` with ``measure.cycles: N``) counts
+    its finished cycle outputs (results/trials/{trial}/cycles/{step}.{cycle}.json). Changed
+    code or parameters can make Snakemake re-run more than this.
     """
     trials = list(trials)
+    steps = list(steps)
     base = Path(results) / "trials"
-    todo, done = {}, {}
-    for s in steps:
-        per = max(1, int((jobs_per_trial or {}).get(s, 1)))
-        n_done = 0
-        for t in trials:
-            if os.path.exists(base / t / f"{s}.json"):
-                n_done += per
-            elif per > 1:
+    per = {s: max(1, int((jobs_per_trial or {}).get(s, 1))) for s in steps}
+    todo = dict.fromkeys(steps, 0)
+    done = dict.fromkeys(steps, 0)
+    for t in trials:
+        have = {s: os.path.exists(base / t / f"{s}.json") for s in steps}
+        if steps and have[steps[-1]]:
+            for s in steps:
+                done[s] += per[s]
+            continue
+        for s in steps:
+            n_done = per[s] if have[s] else 0
+            if not have[s] and per[s] > 1:
                 try:
                     names = os.listdir(base / t / "cycles")
                 except OSError:
-                    continue
-                n_done += min(per, sum(1 for n in names if n.startswith(f"{s}.") and n.endswith(".json")))
-        todo[s], done[s] = per * len(trials) - n_done, n_done
+                    names = []
+                n_done = min(per[s], sum(1 for n in names if n.startswith(f"{s}.") and n.endswith(".json")))
+            done[s] += n_done
+            todo[s] += per[s] - n_done
     return todo, done
 
 

@@ -744,6 +744,41 @@ def check_metrics_present(summary_rows: list[dict], objectives: Sequence[Objecti
         )
 
 
+def write_reports_after_failure(settings: dict[str, str], results: str = "results", logs: str = "logs") -> list[str]:
+    """For the workflow's ``onerror`` handler, after ``collect`` wrote the partial CSVs.
+
+    Runs this module and ``snakesweep.plots`` as child processes (argument lists, no shell;
+    matplotlib stays out of the Snakemake process) with the same arguments the report rules
+    use, logging to logs/report/*.onerror.log. Returns the report files that exist
+    afterwards; never raises, since a report must not mask the original failure.
+    """
+    import subprocess
+
+    r = Path(results)
+    if not (r / "summary.csv").exists() or not (r / "configs.csv").exists():
+        return []
+    common = ["--summary", str(r / "summary.csv"), "--configs", str(r / "configs.csv"),
+              "--plan", str(r / "plan" / "trials.json"), "--objective", settings["objective"],
+              "--direction", settings["direction"], f"--extra={settings.get('extra', '')}"]
+    tables = [*common, "--best", str(r / "best.json"), "--pareto", str(r / "pareto.csv"),
+              "--importance", str(r / "importance.csv"), "--html", str(r / "report" / "answer.html")]
+    plots = [*common, "--importance", str(r / "importance.csv"), "--pareto", str(r / "pareto.csv"),
+             "--trials-dir", str(r / "trials"),
+             *(x for name, f in zip(("objective", "heatmap", "pareto", "curves"), PLOT_NAMES)
+               for x in (f"--out-{name}", str(r / "plots" / f"{f}.png")))]
+    Path(logs, "report").mkdir(parents=True, exist_ok=True)
+    for module, args in (("snakesweep.report", tables), ("snakesweep.plots", plots)):
+        try:
+            with open(Path(logs, "report", f"{module.split('.')[1]}.onerror.log"), "w") as log:
+                done = subprocess.run([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
+                                      timeout=600, check=False)
+            if done.returncode != 0:
+                break
+        except (OSError, subprocess.SubprocessError):
+            break
+    return [t for t in report_targets(results=results) if Path(t).exists()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m snakesweep.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--summary", required=True)

@@ -66,6 +66,10 @@ def test_show_preview_only_in_the_main_process(tmp_path, capsys):
     assert show_preview(_Workflow(main=False), ["t1", "t2"], ["train", "eval"], results) == ""
     text = show_preview(_Workflow(main=True), ["t1", "t2"], ["train", "eval"], results)
     assert "2 trials" in text and "train 1, eval 2" in text and "1 already have results" in text
+    # a trial whose last step is done needs nothing, even with an intermediate missing
+    (results / "trials" / "t2").mkdir()
+    (results / "trials" / "t2" / "eval.json").write_text("{}")
+    assert jobs_to_run(["t1", "t2"], ["train", "eval"], results) == ({"train": 0, "eval": 1}, {"train": 2, "eval": 1})
 
 
 def test_measure_cycles_multiply_measure_jobs(tmp_path):
@@ -75,5 +79,5 @@ def test_measure_cycles_multiply_measure_jobs(tmp_path):
     (results / "trials" / "t2").mkdir(parents=True)
     (results / "trials" / "t2" / "measure.json").write_text("{}")
     todo, done = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
-    # t1: 2 cycles left, t2: all 3 done (measure.json), t3: 3 left
-    assert todo == {"train": 3, "measure": 5} and done == {"train": 0, "measure": 4}
+    # t1: 2 cycles left, t2: all done (its last result exists), t3: everything left
+    assert todo == {"train": 2, "measure": 5} and done == {"train": 1, "measure": 4}

@@ -11,6 +11,7 @@ import csv
 import itertools
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -442,3 +443,87 @@ def test_log_axis_rule():
     assert not use_log_axis(["1", "50"])
     assert not use_log_axis(["0", "10", "1000"])
     assert not use_log_axis(["adam", "sgd"])
+
+
+# ---------------------------------------------------------------------------- real workflow
+
+
+def _with_reports(workdir) -> None:
+    """Include the report rules in the copied workflow if the Snakefile does not yet."""
+    sf = workdir.path / "workflow" / "Snakefile"
+    text = sf.read_text()
+    if "rules/report.smk" not in text:
+        text = text.replace('include: "rules/common.smk"\n', 'include: "rules/common.smk"\ninclude: "rules/report.smk"\n')
+        text = text.replace("        get_final_targets(),\n", "        get_final_targets(),\n        get_report_targets(),\n")
+        sf.write_text(text)
+
+
+@pytest.mark.e2e
+def test_workflow_makes_reports_and_the_html_report_has_the_plots(workdir):
+    from conftest import toy_config
+
+    _with_reports(workdir)
+    cfg = toy_config(workdir, {"x": [0.5, 1.0, 2.0]})
+    cfg["report"] = {"objective": {"metric": "eval_accuracy", "direction": "max"},
+                     "extra_objectives": [{"metric": "latency_ms_p95", "direction": "min"}]}
+    path = workdir.write_config(cfg)
+    dry = workdir.snakemake("-n", "--configfile", str(path), check=True)
+    # Snakemake's logger writes a dry run to stdout, a real run to stderr
+    out = dry.stdout + dry.stderr
+    assert "snakesweep plan: 6 trials" in out and "no history yet" in out
+    workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
+    res = workdir.path / "results"
+    best = json.loads((res / "best.json").read_text())
+    assert best["best"]["params"]["x"] == 1.0  # the toy's accuracy peaks at x = 1
+    assert best["best"]["n_ok"] == 2
+    for name in report.PLOT_NAMES:
+        assert _is_png(res / "plots" / f"{name}.png"), name
+    html = workdir.path / "report.html"
+    workdir.snakemake("--report", str(html), "--configfile", str(path), check=True)
+    text = html.read_text()
+    for needle in ("objective_vs_params.png", "heatmap.png", "training_curves.png", "answer.html",
+                   "pareto.csv", "importance.csv", "best.json", "1. objective vs each parameter",
+                   "Welch"):
+        assert needle in text, needle
+    # with history, the preview now estimates the wall time
+    again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
+    assert "nothing to run" in again.stdout + again.stderr
+    first, second = sorted((res / "trials").iterdir())[:2]
+    (first / "train.json").unlink()  # an intermediate: Snakemake does not redo it
+    (second / "measure.json").unlink()
+    again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
+    assert "jobs to run per step: train 0, eval 0, measure 1" in again.stdout
+    assert "on 2 cores (mean job time from" in again.stdout
+
+
+@pytest.mark.e2e
+def test_injected_failure_status_lists_it_and_reports_still_draw(workdir):
+    from conftest import toy_config
+
+    from snakesweep.status import sweep_status
+
+    _with_reports(workdir)
+    cfg = toy_config(workdir, {"x": [0.5, 1.0]})
+    cfg["sweep"]["experiments"] = [{"x": 5.0, "fail": "raise"}]
+    path = workdir.write_config(cfg)
+    run = workdir.snakemake("--cores", "2", "--configfile", str(path), env=dict(os.environ, TOY_FAILURES="1"))
+    assert run.returncode != 0
+    st = sweep_status(workdir.path)
+    assert st["steps"]["train"]["failed"] == 2 and st["steps"]["train"]["done"] == 4
+    assert st["steps"]["measure"]["blocked"] == 2
+    assert {f["message"] for f in st["failed"]} == {"injected failure for x=5.0"}
+    assert all(f["log"].startswith("logs/train/") for f in st["failed"])
+    out = subprocess.run([sys.executable, "-m", "snakesweep.status", str(workdir.path)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "injected failure for x=5.0" in out.stdout
+    # the reports over the partial summary (what the onerror handler can call)
+    cwd = os.getcwd()
+    os.chdir(workdir.path)
+    try:
+        written = report.write_reports_after_failure(
+            {"objective": "eval_accuracy", "direction": "max", "extra": ""})
+    finally:
+        os.chdir(cwd)
+    assert len(written) == len(report.report_targets()), written
+    best = json.loads((workdir.path / "results/best.json").read_text())
+    assert best["n_configs"] == 3 and best["n_configs_with_results"] == 2
