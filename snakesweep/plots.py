@@ -361,8 +361,11 @@ def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: lis
                 ax.set_yscale("log")
             if idx == 0 and len(members) <= 6:
                 ax.legend(fontsize=6)
+        from matplotlib.ticker import MaxNLocator
+
         for ax in axes[-1]:
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in axes[:, 0]:
             ax.set_ylabel("training loss")
         fig.suptitle(f"Training loss per epoch, one panel per configuration, one line per seed{note}")
@@ -381,7 +384,10 @@ def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: lis
             for _, hist in members:
                 ax.plot([e for e, _ in hist], [l for _, l in hist], lw=0.8, alpha=0.6, color=color)
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"config mean {_label(metric, direction)}")
+        from matplotlib.ticker import MaxNLocator
+
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("training loss")
         if logy:
             ax.set_yscale("log")
