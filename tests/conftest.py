@@ -84,15 +84,21 @@ def toy_config(workdir: Workdir, grid: dict, **overrides) -> dict:
 
 
 def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """The `Job stats` table Snakemake prints, as {rule: count}."""
+    """The last `Job stats` table Snakemake printed (after a checkpoint it prints a new one)."""
     counts: dict[str, int] = {}
     lines = (proc.stdout + proc.stderr).splitlines()
     for i, line in enumerate(lines):
         if line.strip() == "Job stats:":
+            counts = {}
             for row in lines[i + 3 :]:
                 parts = row.split()
                 if len(parts) != 2 or not parts[1].isdigit():
                     break
                 counts[parts[0]] = int(parts[1])
-            break
     return counts
+
+
+def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:
+    """How many jobs of `rule` this run started (from Snakemake's per-job log lines)."""
+    text = proc.stdout + proc.stderr
+    return sum(line.strip() in (f"rule {rule}:", f"localrule {rule}:") for line in text.splitlines())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import job_counts, toy_config
+from conftest import job_counts, jobs_run, toy_config
 
 pytestmark = pytest.mark.e2e
 
@@ -272,3 +272,26 @@ def test_interleaved_cycles_run_cycle_by_cycle(workdir):
     assert all(r["status"] == "ok" and r["cycles"] == "3" for r in rows)
     for r in rows:
         assert float(r["latency_ms_p50_ci_low"]) <= float(r["latency_ms_p50"]) <= float(r["latency_ms_p50_ci_high"])
+
+
+def test_growing_the_sweep_runs_only_new_trials_and_new_settings_rerun_only_measure(workdir):
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
+    workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
+    trials = workdir.path / "results/trials"
+    before = {p: p.stat().st_mtime_ns for p in trials.glob("*/*.json")}
+
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0, 2.0]}))
+    run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
+    assert jobs_run(run, "train") == 2  # the new x value, two seeds; nothing else retrained
+    assert all(p.stat().st_mtime_ns == m for p, m in before.items())
+    rows = workdir.read_csv("results/summary.csv")
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    dry = workdir.snakemake("-n", "--configfile", str(cfg), check=True)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    before = {p: p.stat().st_mtime_ns for p in trials.glob("*/*.json")}
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0, 2.0]}, measure={"repeats": 3}))
+    run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
+    assert jobs_run(run, "measure") == 6 and jobs_run(run, "train") == jobs_run(run, "eval") == 0
+    for path, mtime in before.items():
+        assert (path.stat().st_mtime_ns == mtime) == (path.name != "measure.json"), path

@@ -1,4 +1,5 @@
 # Config validation, the trial list, and every input function the rules use.
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,6 @@ from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
-from snakesweep.plan import build_plan
 from snakesweep.results import STEPS
 from snakesweep.workloads import resolve_workload, validate_builtin_params
 
@@ -61,9 +61,21 @@ wildcard_constraints:
     cycle=r"\d+",
 
 
-def get_plan():
-    """The plan as data for the plan rule (reaches the script pickled, not through a shell)."""
-    return build_plan(CFG, TRIAL_LIST)
+def warn_if_replanning():
+    """A dry-run cannot look past the re-plan checkpoint: say so instead of showing one job."""
+    plan = Path(RESULTS, "plan", "trials.json")
+    if workflow.is_main_process and plan.exists():
+        with open(plan) as fh:
+            old = json.load(fh).get("sweep_hash")
+        if old != SWEEP_HASH:
+            logger.info(
+                f"snakesweep: the sweep changed since {plan} was written ({old} -> {SWEEP_HASH}): "
+                "the run re-plans first, then runs the trials that are new or changed "
+                "(a dry-run lists only the re-plan)."
+            )
+
+
+warn_if_replanning()
 
 
 def get_workload_file():

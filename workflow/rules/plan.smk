@@ -1,4 +1,8 @@
-rule plan:
+# A checkpoint, not a rule: every trial reads the plan as an `ancient` input, and when a
+# changed sweep re-plans, Snakemake (9.27) would otherwise drop the new trials' jobs from that
+# run (jobs below a re-run job are only reached through non-ancient edges). After a checkpoint
+# the DAG is re-evaluated, so new trials run in the same invocation and old ones are kept.
+checkpoint plan:
     output:
         json=f"{RESULTS}/plan/trials.json",
         csv=f"{RESULTS}/plan/trials.csv",
@@ -10,7 +14,6 @@ rule plan:
         # the params trigger re-plans when the sweep's meaning changes; the plan is an
         # `ancient` input of every trial, so re-planning never re-runs a finished trial
         sweep_hash=SWEEP_HASH,
-        plan=get_plan(),
     script:
         "../scripts/plan.py"
 
