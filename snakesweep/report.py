@@ -720,7 +720,7 @@ def workflow_report_settings(config: dict, known_metrics: Sequence[str] = ()) ->
         print(f"snakesweep: invalid report settings: {err}", file=sys.stderr)
         sys.exit(1)
     if known_metrics:
-        names = [params["objective"], *(p.split(":")[0] for p in params["extra"].split(",") if p)]
+        names = [params["objective"], *(m for m, _ in parse_objectives(params["extra"]))]
         unknown = [n for n in names if n not in known_metrics]
         if unknown:
             print(

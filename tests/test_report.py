@@ -374,9 +374,22 @@ def test_report_settings_reach_the_shell_only_as_validated_names():
                       "extra_objectives": [{"metric": "latency_ms_p95", "direction": "min"}]}}
     assert report_settings_params(cfg) == {"objective": "eval_accuracy", "direction": "max", "extra": "latency_ms_p95:min"}
     assert report_settings_params({})["objective"] == "eval_accuracy"
+    two = {"report": {"extra_objectives": [{"metric": "latency_ms_p95", "direction": "min"},
+                                           {"metric": "energy_j_per_sample", "direction": "min"}]}}
+    assert report.parse_objectives(report_settings_params(two)["extra"]) == [
+        ("latency_ms_p95", "min"), ("energy_j_per_sample", "min")]
     for bad in ("acc; rm -rf ~", "$(id)", "acc metric", ""):
         with pytest.raises(ValueError):
             report_settings_params({"report": {"objective": {"metric": bad, "direction": "max"}}})
+
+
+def test_known_metrics_give_no_warning(capsys):
+    cfg = {"report": {"extra_objectives": [{"metric": "latency_ms_p95", "direction": "min"},
+                                           {"metric": "energy_j_per_sample", "direction": "min"}]}}
+    report.workflow_report_settings(cfg, ["eval_accuracy", "latency_ms_p95", "energy_j_per_sample"])
+    assert capsys.readouterr().err == ""
+    report.workflow_report_settings({"report": {"objective": {"metric": "eval_acc"}}}, ["eval_accuracy"])
+    assert "eval_acc are not among the known metrics" in capsys.readouterr().err
 
 
 def test_answer_html_escapes_values():
