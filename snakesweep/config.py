@@ -97,7 +97,8 @@ class Timeouts(_Strict):
 
 
 class Objective(_Strict):
-    metric: str = "eval_accuracy"
+    # a column name of summary.csv; the pattern keeps it safe to pass on a command line
+    metric: str = Field(default="eval_accuracy", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     direction: Literal["max", "min"] = "max"
 
 

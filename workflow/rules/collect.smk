@@ -3,8 +3,24 @@ rule collect:
         plan=rules.plan.output.json,
         measure=expand(rules.measure.output.result, trial=TRIALS),
     output:
-        summary=f"{RESULTS}/summary.csv",
-        configs=f"{RESULTS}/configs.csv",
+        summary=report(
+            f"{RESULTS}/summary.csv",
+            caption="../report/summary.rst",
+            category="3. Data files",
+            labels={
+                "name": "summary.csv",
+                "content": "every trial: status, metrics, error",
+            },
+        ),
+        configs=report(
+            f"{RESULTS}/configs.csv",
+            caption="../report/configs.rst",
+            category="3. Data files",
+            labels={
+                "name": "configs.csv",
+                "content": "per configuration: n, mean, std, 95% CI",
+            },
+        ),
     log:
         f"{LOGS}/collect/collect.log",
     conda:

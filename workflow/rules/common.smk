@@ -21,6 +21,7 @@ from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
+from snakesweep.report import write_reports_after_failure
 from snakesweep.results import STEPS
 from snakesweep.workloads import resolve_workload, validate_builtin_params
 
@@ -146,6 +147,7 @@ def write_partial_reports():
     rows = collect(
         plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv")
     )
+    write_reports_after_failure(REPORT, RESULTS, LOGS)
     failed = [r for r in rows if r["status"] == "failed"]
     logger.error(
         f"snakesweep: {len(failed)} of {len(rows)} trials failed; results/summary.csv lists them "
