@@ -150,6 +150,7 @@ class SlurmCluster:
         root: Path | str | None = None,
         *,
         cpus: int = 4,
+        gpus: int = 0,
         memory_mb: int | None = None,
         min_job_age: int = 300,
         start_timeout_s: float = 60,
@@ -161,7 +162,10 @@ class SlurmCluster:
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="snakesweep-slurm-"))
         self.root = self.root.resolve()
         self.cpus = cpus
-        self.memory_mb = memory_mb or max(1024, min(64000, int(_available_memory_mb() * 0.8)))
+        self.gpus = gpus  # > 0: advertise that many (device-less) gres/gpu, to exercise --gpus requests
+        # bookkeeping only (no memory enforcement is configured; SlurmdParameters=config_overrides
+        # lets the node claim more than it has), so jobs asking for a few GB fit on small machines
+        self.memory_mb = memory_mb or max(16384, int(_available_memory_mb() * 0.8))
         self.min_job_age = min_job_age
         self.start_timeout_s = start_timeout_s
         self.lock_timeout_s = lock_timeout_s
@@ -351,6 +355,7 @@ class SlurmCluster:
             "CredType=cred/munge",
             f"AuthInfo=socket={self.munge_socket}",
             "MpiDefault=none",
+            "MailProg=/bin/true",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
             "AccountingStorageType=accounting_storage/none",
@@ -374,11 +379,20 @@ class SlurmCluster:
             f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
-            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN",
+            *(["GresTypes=gpu"] if self.gpus else []),
+            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb}"
+            + (f" Gres=gpu:{self.gpus}" if self.gpus else "")
+            + " State=UNKNOWN",
             f"PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
             "",
         ]
         self.conf.write_text("\n".join(lines))
+        if self.gpus:
+            # slurmd drops file-less GPUs; character devices stand in for them
+            files = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"][: self.gpus]
+            (self.conf.parent / "gres.conf").write_text(
+                "".join(f"NodeName={self.host} Name=gpu File={f}\n" for f in files)
+            )
         key = self.root / "munge" / "munge.key"
         res = _run(["mungekey", "--create", "--force", f"--keyfile={key}"], 30)
         if res.returncode != 0:
@@ -428,6 +442,8 @@ class SlurmCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=self.root,
+            # daemons find gres.conf etc. next to SLURM_CONF (not next to the -f file)
+            env=dict(os.environ, SLURM_CONF=str(self.conf)),
         )
         self.procs[name] = p
         return p
