@@ -45,11 +45,11 @@ SWEEP = {
     "measure": {"batch_size": 64, "warmup_batches": 1, "repeats": 3, "min_window_s": 0, "cooldown_s": 0},
     "device": "cpu",
 }
-# What the test cluster needs beyond profiles/slurm, and nothing else.
 STATUS_POLL_S = 4  # the plugin polls after 4 s, then 14 s and 24 s later (it adds 10 s per idle poll)
 
 
-def test_overlay_profile(partition: str) -> dict:
+def overlay_profile(partition: str) -> dict:
+    """What the test cluster needs beyond profiles/slurm, and nothing else (a second --profile)."""
     shipped = yaml.safe_load(PROFILE.read_text())
     resources = dict(shipped["default-resources"])
     resources["slurm_partition"] = partition  # the test cluster's partition
@@ -60,9 +60,6 @@ def test_overlay_profile(partition: str) -> dict:
         "slurm-init-seconds-before-status-checks": STATUS_POLL_S,
         "seconds-between-status-checks": 1,
     }
-
-
-test_overlay_profile.__test__ = False  # a helper, not a test
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -201,7 +198,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
         (d / "sweep.yaml").write_text(yaml.safe_dump(SWEEP, sort_keys=False))
     overlay = tmp_path / "testcluster"
     overlay.mkdir()
-    (overlay / "config.yaml").write_text(yaml.safe_dump(test_overlay_profile(cluster.partition), sort_keys=False))
+    (overlay / "config.yaml").write_text(yaml.safe_dump(overlay_profile(cluster.partition), sort_keys=False))
     slurm_args = ["--profile", "profiles/slurm", "--profile", str(overlay), "--configfile", "sweep.yaml"]
 
     # -- reference: the same sweep run locally
@@ -228,10 +225,9 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     for j in jobs:
         by_comment.setdefault(j["comment"], []).append(j)
     expected = {f"rule_{step}_wildcards_{trial}" for trial in local_rows for step in STEPS}
-    assert set(by_comment) == expected, (
-        f"Slurm jobs {sorted(by_comment)} != one per trial step; "
-        f"{', '.join(LOCAL_RULES)} must be local rules"
-    )
+    extra = sorted(set(by_comment) - expected)
+    assert not extra, f"submitted to Slurm but meant to run on the submit host (localrules {LOCAL_RULES}): {extra}"
+    assert set(by_comment) == expected, f"trial steps that were not Slurm jobs: {sorted(expected - set(by_comment))}"
     assert all(len(v) == 1 and v[0]["state"] == "COMPLETED" for v in by_comment.values()), by_comment
     for trial in local_rows:
         for step in STEPS:
