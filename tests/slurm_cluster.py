@@ -49,7 +49,7 @@ from typing import Iterator, Sequence
 
 ETC_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK_FILE = Path(tempfile.gettempdir()) / "snakesweep-slurm-cluster.lock"
-REQUIRED_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
+REQUIRED_BINARIES = ("munged", "mungekey", "munge", "unmunge", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
 PARTITION = "debug"
 MARKER = "snakesweep-test-slurm"  # written into slurm.conf, recognises our own stale symlinks
 
