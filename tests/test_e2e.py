@@ -98,7 +98,7 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
     cfg = workdir.write_config(cfg_dict)
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), env=dict(os.environ, TOY_FAILURES="1"))
     assert run.returncode != 0
-    assert "5 of 7 trials failed" in run.stderr
+    assert "5 of 7 trials failed and 0 did not finish" in run.stderr
 
     rows = {float(r["x"]): r for r in workdir.read_csv("results/summary.csv")}
     assert len(rows) == 7

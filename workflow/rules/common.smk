@@ -85,8 +85,15 @@ def get_workload_file():
 
 
 def get_runtime_min(step):
-    """Slurm's time limit follows the step's timeout (minutes, at least 1)."""
-    return max(1, -(-int(getattr(CFG.timeout_s, step)) // 60))
+    """Slurm's time limit (minutes): the step's timeout plus start-up slack, so the supervisor's
+    own timeout (which records the reason) fires first; a retry gets proportionally more.
+    """
+    base = -(-int(getattr(CFG.timeout_s, step)) // 60) + 2
+
+    def runtime(wildcards, attempt):
+        return base * attempt
+
+    return runtime
 
 
 def get_measure_settings_hash():
@@ -149,9 +156,11 @@ def write_partial_reports():
     )
     write_reports_after_failure(REPORT, RESULTS, LOGS)
     failed = [r for r in rows if r["status"] == "failed"]
+    pending = sum(r["status"] == "pending" for r in rows)
     logger.error(
-        f"snakesweep: {len(failed)} of {len(rows)} trials failed; results/summary.csv lists them "
-        "(status, error); re-run the same command to retry failed and missing trials."
+        f"snakesweep: {len(failed)} of {len(rows)} trials failed and {pending} did not finish; "
+        "results/summary.csv lists every trial (status, error); re-run the same command to "
+        "retry failed and missing trials."
     )
     for row in failed[:20]:
         logger.error(f"  {row['trial']}: {row['error']} (log: {row['error_log']})")
