@@ -162,7 +162,9 @@ def test_cluster_helper_stops_every_daemon_even_on_failure(tmp_path):
         with slurm_cluster(tmp_path / "c") as cluster:
             assert cluster.node_state() == "idle"
             assert cluster.run(["srun", "hostname"], 30).returncode == 0
-            job = cluster.run(["sbatch", "--parsable", "--wrap", "sleep 300"], 30).stdout.strip()
+            job = cluster.run(
+                ["sbatch", "--parsable", "--output", str(tmp_path / "slurm-%j.out"), "--wrap", "sleep 300"], 30
+            ).stdout.strip()
             cluster.wait_for(lambda: any(j["jobid"] == job and j["state"] == "RUNNING" for j in cluster.jobs()), 30)
             raise RuntimeError("injected failure with a job still running")
     assert cluster is not None and set(cluster.pids) == {"munged", "slurmctld", "slurmd"}
