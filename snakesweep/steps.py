@@ -48,18 +48,16 @@ def prepare_data(plan_path: str | Path, marker: str | Path) -> None:
 def _run_step(
     step: str,
     trial: str,
-    plan_path: str | Path,
+    plan: dict[str, Any],
     output: str | Path,
-    body: Callable[[Any, dict[str, Any], str], dict[str, Any]],
+    body: Callable[[dict[str, Any], str], dict[str, Any]],
+    device: str | None = None,
 ) -> dict[str, Any]:
-    from .workloads import load_workload
-
-    plan = load_plan(plan_path)
+    """Time `body(nested params, device)` and write its metrics as the step's result record."""
     params = trial_params(plan, trial)
-    device = resolve_device(plan["device"])
-    workload = load_workload(plan["workload"])
+    device = device or resolve_device(plan["device"])
     started, t0 = utc_now(), time.perf_counter()
-    metrics = body(workload, nest(params), device)
+    metrics = body(nest(params), device)
     record = result_record(
         trial=trial, step=step, params=params, metrics=metrics, started_at=started, ended_at=utc_now(),
         duration_s=time.perf_counter() - t0, device=device, sweep_hash=plan["sweep_hash"],
@@ -68,37 +66,47 @@ def _run_step(
     return record
 
 
-def train(trial: str, plan: str | Path, data: str | Path, output: str | Path) -> dict[str, Any]:
+def train(trial: str, plan_path: str | Path, data: str | Path, output: str | Path) -> dict[str, Any]:
+    from .workloads import load_workload
+
+    plan = load_plan(plan_path)
+    workload = load_workload(plan["workload"])
     out_dir = Path(output).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     return _run_step(
         "train", trial, plan, output,
-        lambda w, p, dev: w.train(p, out_dir, data_dir=Path(data).parent, device=dev),
+        lambda p, dev: workload.train(p, out_dir, data_dir=Path(data).parent, device=dev),
     )
 
 
-def evaluate(trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
+def evaluate(trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
+    from .workloads import load_workload
+
+    plan = load_plan(plan_path)
+    workload = load_workload(plan["workload"])
     return _run_step(
         "eval", trial, plan, output,
-        lambda w, p, dev: w.evaluate(p, Path(train_result).parent, data_dir=Path(data).parent, device=dev),
+        lambda p, dev: workload.evaluate(p, Path(train_result).parent, data_dir=Path(data).parent, device=dev),
     )
 
 
 def measure(
-    trial: str, plan: str | Path, data: str | Path, train_result: str | Path, output: str | Path,
+    trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path, output: str | Path,
     cycle: int | None = None,
 ):
     from .config import MeasureSettings
     from .measure import run_measurement
+    from .workloads import load_workload
 
-    plan_data = load_plan(plan)
-    settings = MeasureSettings.model_validate(plan_data["measure"])
+    plan = load_plan(plan_path)
+    workload = load_workload(plan["workload"])
+    settings = MeasureSettings.model_validate(plan["measure"])
     # stop timing well before the supervisor's kill: a long window is flagged short, not lost
-    budget = 0.8 * plan_data["timeout_s"]["measure"] - settings.cooldown_s - settings.baseline_s
+    budget = 0.8 * plan["timeout_s"]["measure"] - settings.cooldown_s - settings.baseline_s
     max_window_s = max(budget, settings.min_window_s, 1.0)
 
-    def body(w, p, dev):
-        fn, batches, sizes = w.inference(
+    def body(p, dev):
+        fn, batches, sizes = workload.inference(
             p, Path(train_result).parent, data_dir=Path(data).parent, device=dev, batch_size=settings.batch_size
         )
         metrics = run_measurement(
@@ -109,14 +117,16 @@ def measure(
     return _run_step("measure", trial, plan, output, body)
 
 
-def measure_aggregate(trial: str, plan: str | Path, cycles: list[str], output: str | Path):
+def measure_aggregate(trial: str, plan_path: str | Path, cycles: list[str], output: str | Path):
+    """Cycles -> measure.json; no workload, no torch: the device is the one the cycles ran on."""
     from .measure import aggregate_cycles
     from .results import read_json
 
     records = [read_json(c) for c in cycles]
     return _run_step(
-        "measure", trial, plan, output,
-        lambda w, p, dev: {**aggregate_cycles([r["metrics"] for r in records]), "cycle_files": list(cycles)},
+        "measure", trial, load_plan(plan_path), output,
+        lambda p, dev: {**aggregate_cycles([r["metrics"] for r in records]), "cycle_files": list(cycles)},
+        device=records[0]["device"],
     )
 
 
