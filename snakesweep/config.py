@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 
@@ -42,6 +41,10 @@ class LinRange(_Strict):
 
 
 def _axis_kind(value: Any) -> str | None:
+    if isinstance(value, LogRange):  # already validated (e.g. when a model is serialised)
+        return "log"
+    if isinstance(value, LinRange):
+        return "lin"
     if isinstance(value, (list, tuple)):
         return "values"
     if isinstance(value, dict):
@@ -162,6 +165,8 @@ def validate_config(raw: dict[str, Any], source: str) -> SweepConfig:
 
 
 def load_config_file(path: str | Path) -> SweepConfig:
+    import yaml  # only the CLI-side loader needs it; step processes import this module too
+
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -1,7 +1,7 @@
 rule collect:
     input:
         plan=rules.plan.output.json,
-        measure=expand(rules.measure.output.result, trial=TRIALS),
+        measure=get_all_results,
     output:
         summary=report(
             f"{RESULTS}/summary.csv",
