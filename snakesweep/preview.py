@@ -124,7 +124,15 @@ def jobs_to_run(
     per = {s: max(1, int((jobs_per_trial or {}).get(s, 1))) for s in steps}
     todo = dict.fromkeys(steps, 0)
     done = dict.fromkeys(steps, 0)
+    try:
+        started = set(os.listdir(base))  # one listing instead of a stat per trial and step
+    except OSError:
+        started = set()
     for t in trials:
+        if t not in started:
+            for s in steps:
+                todo[s] += per[s]
+            continue
         have = {s: os.path.exists(base / t / f"{s}.json") for s in steps}
         if steps and have[steps[-1]]:
             for s in steps:
