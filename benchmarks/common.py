@@ -108,13 +108,10 @@ class Budget:
 
 
 def copy_workflow(dest: Path, root: Path = REPO) -> Path:
-    """What a user has after `git clone` (the same set tests/conftest.py copies)."""
-    for name in ("workflow", "snakesweep", "config", "profiles"):
-        shutil.copytree(root / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("environment.yml", "pyproject.toml"):
-        if (root / name).exists():
-            shutil.copy(root / name, dest / name)
-    return dest
+    """What a user has after `git clone` (the same set the tests copy)."""
+    from snakesweep.layout import copy_workflow as copy
+
+    return copy(dest, root)
 
 
 def loadavg() -> str:

@@ -12,17 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from snakesweep import layout
+
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "workloads" / "toy.py"
 
 
 def copy_workflow(dest: Path) -> Path:
     """What a user has after `git clone`: workflow, package, config and profiles."""
-    for name in ("workflow", "snakesweep", "config", "profiles"):
-        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("environment.yml", "pyproject.toml"):
-        shutil.copy(REPO / name, dest / name)
-    return dest
+    return layout.copy_workflow(dest, REPO)
 
 
 class Workdir:
