@@ -94,14 +94,15 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
         {"x": 7.0, "fail": "abort"},
         {"x": 8.0, "fail": "sleep"},
         {"x": 9.0, "fail": "exit"},
+        {"x": 10.0, "fail": "kill"},
     ]
     cfg = workdir.write_config(cfg_dict)
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), env=dict(os.environ, TOY_FAILURES="1"))
     assert run.returncode != 0
-    assert "5 of 7 trials failed and 0 did not finish" in run.stderr
+    assert "6 of 8 trials failed and 0 did not finish" in run.stderr
 
     rows = {float(r["x"]): r for r in workdir.read_csv("results/summary.csv")}
-    assert len(rows) == 7
+    assert len(rows) == 8
     assert rows[0.0]["status"] == rows[1.0]["status"] == "ok"
     expected = {
         5.0: "train: ValueError: injected failure for x=5.0",
@@ -109,6 +110,7 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
         7.0: "train: SIGABRT",
         8.0: "train: Timeout",
         9.0: "train: ExitStatus",
+        10.0: "train: SIGKILL",
     }
     for x, prefix in expected.items():
         assert rows[x]["status"] == "failed"
@@ -124,11 +126,11 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
     before = ok_file.stat().st_mtime_ns
     # "Fix the bug" (the same trials now succeed): a re-run retries only the failed ones.
     dry = workdir.snakemake("-n", "--configfile", str(cfg), check=True)
-    assert job_counts(dry)["train"] == 5
+    assert job_counts(dry)["train"] == 6
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     assert ok_file.stat().st_mtime_ns == before
     statuses = [r["status"] for r in workdir.read_csv("results/summary.csv")]
-    assert statuses == ["ok"] * 7
+    assert statuses == ["ok"] * 8
     assert not list((workdir.path / "logs/train").glob("*.error.json"))
 
 

@@ -1,7 +1,7 @@
 """A torch-free workload for end-to-end tests: real files, real processes, milliseconds per step.
 
 Parameters steer failures so tests can inject them per trial:
-  fail: raise | segfault | abort | exit | sleep   (only while TOY_FAILURES=1 is set, so a test
+  fail: raise | segfault | abort | kill | exit | sleep   (only while TOY_FAILURES=1 is set, so a test
         can "fix the bug" and re-run the same trials)
   sleep_s: seconds every train step sleeps (for kill-and-resume tests)
 """
@@ -24,6 +24,10 @@ def _maybe_fail(params):
         ctypes.string_at(0)
     if mode == "abort":
         os.abort()
+    if mode == "kill":  # what the OOM killer does
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     if mode == "exit":
         os._exit(3)
     if mode == "sleep":
