@@ -297,3 +297,11 @@ def test_growing_the_sweep_runs_only_new_trials_and_new_settings_rerun_only_meas
     assert jobs_run(run, "measure") == 6 and jobs_run(run, "train") == jobs_run(run, "eval") == 0
     for path, mtime in before.items():
         assert (path.stat().st_mtime_ns == mtime) == (path.name != "measure.json"), path
+
+
+def test_changing_device_remeasures_but_does_not_retrain(workdir):
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
+    workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
+    run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), "--config", "device=auto", check=True)
+    assert jobs_run(run, "measure") == 4
+    assert jobs_run(run, "train") == jobs_run(run, "eval") == 0

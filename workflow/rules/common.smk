@@ -71,7 +71,7 @@ def warn_if_replanning():
         if old != SWEEP_HASH:
             logger.info(
                 f"snakesweep: the sweep changed since {plan} was written ({old} -> {SWEEP_HASH}): "
-                "the run re-plans first, then runs the trials that are new or changed "
+                "the run re-plans first, then runs what is missing or out of date "
                 "(a dry-run lists only the re-plan)."
             )
 

@@ -17,8 +17,6 @@ rule train:
         mem_mb=2000,
         runtime=get_runtime_min("train"),
         gpu=GPU,
-    params:
-        device=CFG.device,
     shell:
         "python -m snakesweep.supervise train --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --output {output.result}"
