@@ -41,6 +41,54 @@ def _timeout_for(plan_path: str, step: str) -> float:
     return float(timeouts[TIMEOUT_KEY.get(step, step)])
 
 
+POLL_S = 0.5
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _ancestors(levels: int = 3) -> list[int]:
+    chain, pid = [], os.getppid()
+    while pid and pid > 1 and len(chain) < levels:
+        chain.append(pid)
+        pid = _parent_of(pid)
+    return chain
+
+
+def _snakemake_owner() -> int | None:
+    """The Snakemake process that runs this job: our parent or its parent (the job's shell
+    may sit between). None when we were started some other way: then nothing is watched."""
+    for pid in _ancestors():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:3]  # `snakemake ...`, `python [-m] snakemake ...`
+        except OSError:
+            return None
+        if any(os.path.basename(a) == b"snakemake" or a.endswith(b"snakemake/__main__.py") for a in argv):
+            return pid
+    return None
+
+
+def _owner_alive(owner: int | None) -> bool:
+    """False once Snakemake has died: we (or the shell between) were re-parented, so it is no
+    longer among our ancestors."""
+    return owner is None or owner in _ancestors()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: if this supervisor is killed (kill -9 of the whole run), the
+    kernel kills the step too (Linux PR_SET_PDEATHSIG); elsewhere this does nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -74,7 +122,9 @@ def supervise(argv: list[str]) -> int:
     cmd = [sys.executable, "-X", "faulthandler", "-m", "snakesweep.steps", args.step,
            "--trial", args.trial, "--plan", args.plan, "--log", args.log, *rest]
     with open(log, "a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
 
         def forward(signum, _frame):  # Ctrl-C, scancel: take the child's whole group down too
             _kill_group(proc)
@@ -83,14 +133,29 @@ def supervise(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         start = time.monotonic()
-        try:
-            code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            msg = f"{args.step} ran longer than timeout_s.{TIMEOUT_KEY.get(args.step, args.step)} = {timeout:g} s and was killed"
-            print(f"snakesweep: {msg}", file=out, flush=True)
-            write_error_record(log, reason="timeout", type_="Timeout", message=msg, **record)
-            return 1
+        owner = _snakemake_owner()
+        while True:
+            left = timeout - (time.monotonic() - start)
+            try:
+                code = proc.wait(max(0.0, min(POLL_S, left)))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if left <= POLL_S:
+                _kill_group(proc)
+                key = TIMEOUT_KEY.get(args.step, args.step)
+                msg = f"{args.step} ran longer than timeout_s.{key} = {timeout:g} s and was killed"
+                print(f"snakesweep: {msg}", file=out, flush=True)
+                write_error_record(log, reason="timeout", type_="Timeout", message=msg, **record)
+                return 1
+            if not _owner_alive(owner):
+                # Snakemake was killed (kill -9, lost node): stop, so that a re-run's job for
+                # this step never runs beside this one (a second measurement would be contaminated)
+                _kill_group(proc)
+                msg = f"the Snakemake process that started {args.step} died; the step was stopped"
+                print(f"snakesweep: {msg}", file=out, flush=True)
+                write_error_record(log, reason="orphaned", type_="Orphaned", message=msg, **record)
+                return 1
     if code == 0:
         return 0
     if error_record_path(log).exists():  # the step recorded its own exception

@@ -305,3 +305,45 @@ def test_changing_device_remeasures_but_does_not_retrain(workdir):
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), "--config", "device=auto", check=True)
     assert jobs_run(run, "measure") == 4
     assert jobs_run(run, "train") == jobs_run(run, "eval") == 0
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Live snakesweep step processes whose working directory is `directory`."""
+    found = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc_dir / "cwd") == str(directory) and b"snakesweep" in (proc_dir / "cmdline").read_bytes():
+                if (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(proc_dir.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("target", ["snakemake", "group"])
+def test_no_step_outlives_a_killed_run(workdir, target):
+    """kill -9 of snakemake alone (its steps are orphaned) or of its whole process group (the
+    supervisors die too): no step may live on to run beside a re-run's job for the same step."""
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0], "sleep_s": [60]}))
+    proc = workdir.popen("--cores", "2", "--configfile", str(cfg))
+    logs = workdir.path / "logs/train"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_processes_in(workdir.path)) < 4:
+            time.sleep(0.2)
+        assert len(_processes_in(workdir.path)) >= 4, "two supervisors and two steps should be running"
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _processes_in(workdir.path):
+            time.sleep(0.2)
+        assert _processes_in(workdir.path) == []
+        records = [json.loads(p.read_text()) for p in logs.glob("*.error.json")]
+        if target == "snakemake":  # the supervisors saw it and said why
+            assert len(records) == 2 and {r["reason"] for r in records} == {"orphaned"}
+    finally:
+        for pid in _processes_in(workdir.path):
+            os.kill(pid, signal.SIGKILL)
