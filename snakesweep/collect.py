@@ -113,10 +113,11 @@ def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summar
     errors = error_records(logs)
     rows = [trial_row(t, results, errors) for t in plan["trials"]]
     columns = summary_columns(rows, plan["param_names"])
-    atomic_write_text(summary, to_csv(rows, columns))
+    summary_text = to_csv(rows, columns)
+    atomic_write_text(summary, summary_text)
     metrics = [c for c in columns[len(plan["param_names"]) + 2 :] if c not in ("error", "error_log")]
     # configs are computed from the CSV's own text so both files agree cell for cell
-    text_rows = list(csv.DictReader(io.StringIO(to_csv(rows, columns))))
+    text_rows = list(csv.DictReader(io.StringIO(summary_text)))
     groups = config_rows(text_rows, plan["param_names"], metrics)
     cfg_columns = list(groups[0].keys()) if groups else []
     atomic_write_text(configs, to_csv(groups, cfg_columns))
