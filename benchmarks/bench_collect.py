@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import PYTHON, REPO, Budget, machine_line, run_timed  # noqa: E402
+from common import PYTHON, REPO, Budget, finish, machine_line, run_timed  # noqa: E402
 
 from snakesweep.collect import collect  # noqa: E402
 from snakesweep.config import validate_config  # noqa: E402
@@ -173,15 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m snakesweep.collect:      wall {cli.wall_s:.2f} s, cpu {cli.cpu_s:.2f} s, peak rss {cli.maxrss_mb:.0f} MB (process, imports included)")
     worst = max(cw, cli.wall_s if cli else 0)
     print(f"target < {TARGET_S:g} s: {'PASS' if worst < TARGET_S else 'MISS'} (slowest of the above: {worst:.2f} s)")
-    if a.json:
-        a.json.write_text(json.dumps({"machine": machine_line(), "trials": n, "read_wall_s": rw, "read_cpu_s": rc,
-                                      "collect_wall_s": cw, "collect_cpu_s": cc,
-                                      "cli_wall_s": cli.wall_s if cli else None}, indent=2) + "\n")
-    if a.keep:
-        print(f"kept {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0
+    payload = {"machine": machine_line(), "trials": n, "read_wall_s": rw, "read_cpu_s": rc,
+               "collect_wall_s": cw, "collect_cpu_s": cc, "cli_wall_s": cli.wall_s if cli else None}
+    return finish(a.json, payload, a.keep, root)
 
 
 if __name__ == "__main__":

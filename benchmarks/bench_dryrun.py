@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, REPO, Budget, Series, copy_workflow, loadavg, machine_line, run_timed, verdict  # noqa: E402
+from common import PYTHON, REPO, Budget, Series, copy_workflow, finish, loadavg, machine_line, run_timed, verdict  # noqa: E402
 
 TARGET = 1.25
 LR_POINTS = 100
@@ -276,13 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if budget.exhausted:
         print(f"note: the {a.budget_s:.0f} s budget cut the repeats short")
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=2) + "\n")
-    if a.keep:
-        print(f"kept {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return finish(a.json, out, a.keep, tmp)
 
 
 if __name__ == "__main__":

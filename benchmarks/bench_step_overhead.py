@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, REPO, Budget, Series, loadavg, machine_line, run_timed, verdict  # noqa: E402
+from common import PYTHON, REPO, Budget, Series, finish, loadavg, machine_line, run_timed, verdict  # noqa: E402
 
 TARGET = 1.2
 STEPS = ("train", "eval", "measure")
@@ -294,13 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         out["imports"][k] = {"top_level_ms": dict(top), "heavy_ms": {p: [v, w] for p, v, w in heavy}}
     if budget.exhausted:
         print(f"note: the {a.budget_s:.0f} s budget cut the rounds short")
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=2) + "\n")
-    if a.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(a.json, out, a.keep, work)
 
 
 if __name__ == "__main__":

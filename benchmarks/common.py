@@ -9,6 +9,7 @@ descendants, from wait4) are reported; CPU time is the steadier of the two under
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -112,6 +113,17 @@ def copy_workflow(dest: Path, root: Path = REPO) -> Path:
     from snakesweep.layout import copy_workflow as copy
 
     return copy(dest, root)
+
+
+def finish(json_path: Path | None, payload: dict, keep: bool, workdir: Path) -> int:
+    """The end of every benchmark: optional JSON of the figures, then keep or remove its temp dir."""
+    if json_path:
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    if keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
 
 
 def loadavg() -> str:
