@@ -5,10 +5,25 @@ Every model forbids unknown keys, so a misspelt key fails before any job starts.
 
 from __future__ import annotations
 
+import math
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+STEPS = ("train", "eval", "measure")
+StepName = Literal["train", "eval", "measure"]
+CommandStep = Literal["prepare", "train", "eval", "measure"]
 
 
 class ConfigError(Exception):
@@ -66,15 +81,123 @@ GridAxis = Annotated[
 ]
 
 
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+class CommandWorkload(_Strict):
+    """A user's own scripts, one argv per step, formatted with the trial's parameters.
+
+    An argv never passes through a shell: a string is split with shlex, each element is formatted
+    on its own (snakesweep/workloads/command.py), so a value arrives as exactly one argument.
+    """
+
+    command: dict[CommandStep, list[str]] = Field(min_length=1)
+    args: Literal["none", "flags", "hydra"] = "none"
+    metrics: str = Field(default="metrics.json", min_length=1)
+    sources: Union[list[str], dict[CommandStep, list[str]]] = Field(default_factory=list)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_strings(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: shlex.split(a) if isinstance(a, str) else a for k, a in v.items()}
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        empty = [step for step, argv in v.items() if not argv]
+        if empty:
+            raise ValueError(f"the command of step {empty[0]!r} is empty")
+        return v
+
+    def step_sources(self, step: str) -> list[str]:
+        """The files a step uses as the user listed them (one list for all, or per step)."""
+        if isinstance(self.sources, dict):
+            return list(self.sources.get(step, []))
+        return list(self.sources)
+
+
+def _workload_kind(value: Any) -> str | None:
+    if isinstance(value, (str, CommandWorkload)):
+        return "module" if isinstance(value, str) else "command"
+    if isinstance(value, dict):
+        return "command"
+    return None
+
+
+WorkloadSpec = Annotated[
+    Union[
+        Annotated[str, Tag("module"), Field(min_length=1)],
+        Annotated[CommandWorkload, Tag("command")],
+    ],
+    Discriminator(
+        _workload_kind,
+        custom_error_type="workload",
+        custom_error_message="a workload is a built-in name, a .py file, or {command: {train: [...], ...}}",
+    ),
+]
+
+
 class Sweep(_Strict):
     name: str = Field(min_length=1)
-    workload: str = Field(min_length=1)
+    workload: WorkloadSpec
+    steps: list[StepName] = Field(default_factory=lambda: list(STEPS), min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, GridAxis] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     max_trials: int = Field(default=1000, ge=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_in_order(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or v != [s for s in STEPS if s in v]:
+            raise ValueError(f"list each step once, in the order {', '.join(STEPS)} (fix: e.g. [train, eval])")
+        if "eval" in v and "train" not in v:
+            raise ValueError("'eval' evaluates what 'train' made (fix: add train, or use [measure] alone)")
+        return v
+
+    @field_validator("fixed", "experiments", "exclude")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        if _non_finite(v):
+            raise ValueError(
+                "NaN and infinity cannot be parameter values: they have no JSON form "
+                "(fix: use a finite number, or a string such as 'nan' that your workload parses)"
+            )
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _finite_grid(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, axis in v.items():
+            values = axis if isinstance(axis, list) else [*getattr(axis, "log", ()), *getattr(axis, "lin", ())]
+            if _non_finite(values):
+                raise ValueError(
+                    f"axis {name!r}: NaN and infinity cannot be parameter values: they have no JSON form "
+                    "(fix: use a finite number, or a string such as 'nan' that your workload parses)"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _commands_for_steps(self) -> "Sweep":
+        if isinstance(self.workload, CommandWorkload):
+            missing = [s for s in self.steps if s not in self.workload.command]
+            if missing:
+                raise ValueError(
+                    f"sweep.steps runs {', '.join(missing)}, but sweep.workload.command has no "
+                    f"{missing[0]!r} entry (fix: add command.{missing[0]}: [...], or drop it from sweep.steps)"
+                )
+        return self
 
 
 class MeasureSettings(_Strict):
@@ -126,15 +249,19 @@ _FIXES = {
     "greater_than_equal": "use a larger value",
     "greater_than": "use a larger value",
     "grid_axis": "write the axis as one of those forms",
+    "workload": "write the workload as one of those forms",
+    "value_error": "see config/README.md for this key",
 }
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
     # pydantic puts a grid axis's union tag into the location; the user never wrote it.
+    # likewise the workload's tag (module/command) right after 'workload'
     parts = [
         str(p)
         for i, p in enumerate(loc)
         if not (i >= 2 and loc[i - 2] == "grid" and p in ("values", "log", "lin"))
+        and not (i >= 1 and loc[i - 1] == "workload" and p in ("module", "command"))
     ]
     return ".".join(parts) or "(top level)"
 
@@ -144,12 +271,13 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     seen = set()
     for e in err.errors():
         key = _loc(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             text = f"unknown key '{key}'"
         else:
-            text = f"'{key}': {e['msg']}"
+            text = f"'{key}': {msg}"
         fix = _FIXES.get(e["type"], "see config/README.md for this key")
-        line = f"{source}: {text} (fix: {fix})"
+        line = f"{source}: {text}" if "fix:" in msg else f"{source}: {text} (fix: {fix})"
         if line not in seen:
             seen.add(line)
             lines.append(line)

@@ -47,6 +47,12 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def workload_label(workload: Any) -> str:
+    """What a trial id hashes besides the parameters: a module workload's name, or "command"
+    (editing a command's argv re-runs its step through the rule's params, but renames nothing)."""
+    return workload if isinstance(workload, str) else "command"
+
+
 def trial_id(workload: str, params: dict[str, Any]) -> str:
     digest = hashlib.sha256(canonical_json({"workload": workload, "params": params}).encode())
     return digest.hexdigest()[:TRIAL_ID_LENGTH]
@@ -143,7 +149,7 @@ def expand(sweep: Sweep, source: str = "config") -> list[Trial]:
     for params in candidates:
         if any(_matches(params, p) for p in patterns):
             continue
-        tid = trial_id(sweep.workload, params)
+        tid = trial_id(workload_label(sweep.workload), params)
         if tid in seen:
             continue
         seen.add(tid)
