@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-WORKFLOW_DIRS = ("workflow", "snakesweep", "config", "profiles")
-WORKFLOW_FILES = ("environment.yml", "pyproject.toml")
+WORKFLOW_DIRS = ("workflow", "scripts", "snakesweep", "config", "profiles")
+WORKFLOW_FILES = ("Snakefile", "environment.yml", "pyproject.toml")
 
 
 def copy_workflow(dest: Path, root: Path) -> Path:

@@ -20,7 +20,8 @@ def build_plan(cfg: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "sweep_name": cfg.sweep.name,
         "sweep_hash": config_hash(cfg),
-        "workload": workload.spec,
+        "workload": workload.spec,  # a command workload's dict, or the module's name/path
+        "steps": list(cfg.sweep.steps),
         "workload_key": workload.key,
         "device": cfg.device,
         "timeout_s": cfg.timeout_s.model_dump(mode="json"),

@@ -32,17 +32,49 @@ def resolve_device(requested: str) -> str:
     return "cpu"
 
 
-def prepare_data(plan_path: str | Path, marker: str | Path) -> None:
+def step_dir(result: str | Path) -> Path:
+    """A command workload's step writes into its own directory beside its result JSON:
+    results/trials/{trial}/train.json -> results/trials/{trial}/train/ ({out_dir}, {train_dir})."""
+    result = Path(result)
+    return result.with_name(result.name.removesuffix(".json"))
+
+
+def _command(plan: dict[str, Any]):
+    """The command workload of the plan, or None for a module workload."""
+    from .config import CommandWorkload
+
+    spec = plan["workload"]
+    return CommandWorkload.model_validate(spec) if isinstance(spec, dict) else None
+
+
+def _module(plan: dict[str, Any], step: str):
     from .workloads import load_workload
 
+    return load_workload(plan["workload"], [step])
+
+
+def prepare_data(plan_path: str | Path, marker: str | Path) -> None:
     plan = load_plan(plan_path)
-    workload = load_workload(plan["workload"])
     data_dir = Path(marker).parent
     data_dir.mkdir(parents=True, exist_ok=True)
     started = utc_now()
-    if callable(getattr(workload, "prepare", None)):
-        workload.prepare(data_dir)
+    command = _command(plan)
+    if command is not None:
+        if "prepare" in command.command:
+            from .workloads import command as cmd
+
+            cmd.run_prepare(command, data_dir=data_dir, log=_log)
+    else:
+        from .workloads import load_workload
+
+        workload = load_workload(plan["workload"], [])
+        if callable(getattr(workload, "prepare", None)):
+            workload.prepare(data_dir)
     atomic_write_json(marker, {"workload": plan["workload"], "started_at": started, "ended_at": utc_now()})
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
 
 
 def _run_step(
@@ -53,11 +85,14 @@ def _run_step(
     body: Callable[[dict[str, Any], str], dict[str, Any]],
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Time `body(nested params, device)` and write its metrics as the step's result record."""
+    """Time `body(params, device)` and write its metrics as the step's result record.
+
+    A trial's own `device` parameter (an efficiency study sweeping cpu vs cuda) wins over the
+    sweep's `device:`, so the record names the device the step really used."""
     params = trial_params(plan, trial)
-    device = device or resolve_device(plan["device"])
+    device = device or resolve_device(str(params.get("device", plan["device"])))
     started, t0 = utc_now(), time.perf_counter()
-    metrics = body(nest(params), device)
+    metrics = body(params, device)
     record = result_record(
         trial=trial, step=step, params=params, metrics=metrics, started_at=started, ended_at=utc_now(),
         duration_s=time.perf_counter() - t0, device=device, sweep_hash=plan["sweep_hash"],
@@ -67,51 +102,88 @@ def _run_step(
 
 
 def train(trial: str, plan_path: str | Path, data: str | Path, output: str | Path) -> dict[str, Any]:
-    from .workloads import load_workload
-
     plan = load_plan(plan_path)
-    workload = load_workload(plan["workload"])
-    out_dir = Path(output).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return _run_step(
-        "train", trial, plan, output,
-        lambda p, dev: workload.train(p, out_dir, data_dir=Path(data).parent, device=dev),
-    )
+    data_dir = Path(data).parent
+    command = _command(plan)
+    if command is not None:
+        from .workloads import command as cmd
+
+        out_dir = step_dir(output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        body = lambda p, dev: cmd.run_train(  # noqa: E731
+            command, p, out_dir=out_dir, data_dir=data_dir, trial=trial, device=dev, log=_log
+        )
+    else:
+        workload = _module(plan, "train")
+        out_dir = Path(output).parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        body = lambda p, dev: workload.train(nest(p), out_dir, data_dir=data_dir, device=dev)  # noqa: E731
+    return _run_step("train", trial, plan, output, body)
 
 
 def evaluate(trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
-    from .workloads import load_workload
-
     plan = load_plan(plan_path)
-    workload = load_workload(plan["workload"])
-    return _run_step(
-        "eval", trial, plan, output,
-        lambda p, dev: workload.evaluate(p, Path(train_result).parent, data_dir=Path(data).parent, device=dev),
-    )
+    data_dir = Path(data).parent
+    command = _command(plan)
+    if command is not None:
+        from .workloads import command as cmd
+
+        out_dir = step_dir(output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        body = lambda p, dev: cmd.run_eval(  # noqa: E731
+            command, p, out_dir=out_dir, train_dir=step_dir(train_result), data_dir=data_dir,
+            trial=trial, device=dev, log=_log,
+        )
+    else:
+        workload = _module(plan, "eval")
+        body = lambda p, dev: workload.evaluate(  # noqa: E731
+            nest(p), Path(train_result).parent, data_dir=data_dir, device=dev
+        )
+    return _run_step("eval", trial, plan, output, body)
 
 
 def measure(
-    trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path, output: str | Path,
+    trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path | None, output: str | Path,
     cycle: int | None = None,
 ):
+    """One measurement (or one cycle of it), holding the host's measurement lock throughout."""
     from .config import MeasureSettings
-    from .measure import run_measurement
-    from .workloads import load_workload
+    from .measure_lock import measurement_lock
 
     plan = load_plan(plan_path)
-    workload = load_workload(plan["workload"])
+    data_dir = Path(data).parent
     settings = MeasureSettings.model_validate(plan["measure"])
-    # stop timing well before the supervisor's kill: a long window is flagged short, not lost
-    budget = 0.8 * plan["timeout_s"]["measure"] - settings.cooldown_s - settings.baseline_s
-    max_window_s = max(budget, settings.min_window_s, 1.0)
+    command = _command(plan)
+    if command is not None:
+        from .workloads import command as cmd
+
+        out_dir = step_dir(output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        def measured(p, dev):
+            return cmd.run_measure(
+                command, p, out_dir=out_dir, train_dir=step_dir(train_result) if train_result else None,
+                data_dir=data_dir, trial=trial, device=dev, settings=settings, log=_log,
+            )
+    else:
+        from .measure import run_measurement
+
+        workload = _module(plan, "measure")
+        # stop timing well before the supervisor's kill: a long window is flagged short, not lost
+        budget = 0.8 * plan["timeout_s"]["measure"] - settings.cooldown_s - settings.baseline_s
+        max_window_s = max(budget, settings.min_window_s, 1.0)
+        train_dir = Path(train_result).parent if train_result else None
+
+        def measured(p, dev):
+            fn, batches, sizes = workload.inference(
+                nest(p), train_dir, data_dir=data_dir, device=dev, batch_size=settings.batch_size
+            )
+            return run_measurement(fn, batches, sizes, dev, settings, log=_log, max_window_s=max_window_s)
 
     def body(p, dev):
-        fn, batches, sizes = workload.inference(
-            p, Path(train_result).parent, data_dir=Path(data).parent, device=dev, batch_size=settings.batch_size
-        )
-        metrics = run_measurement(
-            fn, batches, sizes, dev, settings, log=lambda m: print(m, flush=True), max_window_s=max_window_s
-        )
+        with measurement_lock(log=_log) as waited_s:
+            metrics = measured(p, dev)
+        metrics["measure_lock_wait_s"] = round(waited_s, 3)
         return metrics if cycle is None else {**metrics, "cycle": cycle}
 
     return _run_step("measure", trial, plan, output, body)

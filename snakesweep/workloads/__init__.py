@@ -1,39 +1,62 @@
 """Workloads: what a trial trains, evaluates and measures.
 
-A workload is a Python module (built-in, or a user's .py file) with:
+A module workload is a Python module (built-in, or a user's .py file) with the functions of
+the steps the sweep selects (`sweep.steps`):
 
     prepare(data_dir: Path) -> None                                  # optional, once per run
-    train(params, out_dir, *, data_dir, device) -> dict              # metrics; saves a checkpoint in out_dir
-    evaluate(params, train_dir, *, data_dir, device) -> dict         # metrics
+    train(params, out_dir, *, data_dir, device) -> dict              # step train: metrics; checkpoint in out_dir
+    evaluate(params, train_dir, *, data_dir, device) -> dict         # step eval: metrics
     inference(params, train_dir, *, data_dir, device, batch_size)
-        -> (fn, batches, samples_per_batch)                          # fn(batch) runs one inference batch
+        -> (fn, batches, samples_per_batch)                          # step measure: fn(batch) runs one batch
+                                                                     # (train_dir is None without a train step)
+    METRICS = {"train": [...], "eval": [...], "measure": [...]}      # optional: lets a bad objective fail at parse time
 
 `params` is the trial's parameters as nested dicts (dotted keys expanded), `seed` included.
+A command workload (`sweep.workload: {command: ...}`) runs the user's own scripts instead:
+snakesweep/workloads/command.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..config import ConfigError
+from ..config import STEPS, CommandWorkload, ConfigError
 
-BUILTIN = {"digits_mlp": "snakesweep.workloads.digits_mlp"}
-REQUIRED = ("train", "evaluate", "inference")
+BUILTIN = {"digits_mlp": "snakesweep.workloads.digits_mlp", "inference_model": "snakesweep.workloads.inference_model"}
+# the numeric metrics snakesweep.measure.run_measurement reports for every module workload
+MEASURED_METRICS = [
+    "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps", "peak_mem_mb",
+    "energy_j_per_sample", "energy_j_per_sample_net", "energy_j", "window_s",
+]
+# the function each step calls in a module workload
+STEP_FUNCTION = {"train": "train", "eval": "evaluate", "measure": "inference"}
 
 
 @dataclass(frozen=True)
 class WorkloadRef:
-    spec: str  # built-in name, or the file path as the user wrote it
+    spec: str | dict  # built-in name, the file path as the user wrote it, or a command workload's dict
     key: str  # directory-safe name for its prepared data
-    path: Path | None  # the file, for user workloads
+    path: Path | None  # the file, for user module workloads
+    command: CommandWorkload | None = None
+
+    @property
+    def kind(self) -> str:
+        return "command" if self.command else "builtin" if self.spec in BUILTIN else "module"
 
 
-def resolve_workload(spec: str, source: str = "config") -> WorkloadRef:
+def resolve_workload(spec: str | dict | CommandWorkload, source: str = "config") -> WorkloadRef:
+    if isinstance(spec, dict):  # as the plan stores it
+        spec = CommandWorkload.model_validate(spec)
+    if isinstance(spec, CommandWorkload):
+        dumped = spec.model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:8]
+        return WorkloadRef(dumped, f"command-{digest}", None, spec)
     if spec in BUILTIN:
         return WorkloadRef(spec, spec, None)
     path = Path(spec)
@@ -47,7 +70,8 @@ def resolve_workload(spec: str, source: str = "config") -> WorkloadRef:
     )
 
 
-def load_workload(spec: str) -> ModuleType:
+def load_workload(spec: str, steps: tuple[str, ...] | list[str] = STEPS) -> ModuleType:
+    """Import a module workload and check it defines what the selected steps call."""
     ref = resolve_workload(spec)
     if ref.path is None:
         module = importlib.import_module(BUILTIN[spec])
@@ -56,15 +80,28 @@ def load_workload(spec: str) -> ModuleType:
         assert mod_spec is not None and mod_spec.loader is not None
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
-    missing = [name for name in REQUIRED if not callable(getattr(module, name, None))]
+    missing = [STEP_FUNCTION[s] for s in steps if not callable(getattr(module, STEP_FUNCTION[s], None))]
     if missing:
-        raise TypeError(f"workload {spec!r} does not define {', '.join(missing)} (see snakesweep/workloads/__init__.py)")
+        raise TypeError(
+            f"workload {spec!r} does not define {', '.join(missing)}, which sweep.steps {list(steps)} call "
+            "(see snakesweep/workloads/__init__.py)"
+        )
     return module
 
 
-def validate_builtin_params(spec: str, params: dict, source: str = "config") -> None:
+def builtin_metrics(spec: str | dict, steps: list[str]) -> list[str] | None:
+    """The metrics a built-in produces in the selected steps; None where only a run can tell."""
+    if not isinstance(spec, str) or spec not in BUILTIN:
+        return None
+    declared = getattr(importlib.import_module(BUILTIN[spec]), "METRICS", None)
+    if declared is None:
+        return None
+    return [m for step in steps for m in declared.get(step, [])]
+
+
+def validate_builtin_params(spec: str | dict, params: dict, source: str = "config") -> None:
     """Built-ins check parameter names before any job starts; user workloads check their own."""
-    if spec not in BUILTIN:
+    if not isinstance(spec, str) or spec not in BUILTIN:
         return
     module = importlib.import_module(BUILTIN[spec])
     error = module.check_params(params)

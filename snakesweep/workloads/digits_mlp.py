@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import MEASURED_METRICS
+
 DATA_FILE = "digits.npz"
+# what each step reports (measure: snakesweep.measure.MEASURED_METRICS); checked against the objective
+METRICS = {
+    "train": ["train_loss", "train_time_s"],
+    "eval": ["eval_accuracy", "eval_loss"],
+    "measure": MEASURED_METRICS,
+}
 CHECKPOINT = "model.pt"
 
 

@@ -55,6 +55,7 @@ def evaluate(params, train_dir, *, data_dir, device):
 
 
 def inference(params, train_dir, *, data_dir, device, batch_size):
-    model = json.loads(Path(train_dir, "model.json").read_text())
-    batches = [[model["w"]] * batch_size for _ in range(4)]
+    # a `steps: [measure]` sweep has no trained model: the parameters describe what is measured
+    w = json.loads(Path(train_dir, "model.json").read_text())["w"] if train_dir else float(params.get("x", 0))
+    batches = [[w] * int(params.get("batch_size", batch_size)) for _ in range(4)]
     return (lambda batch: sum(v * v for v in batch)), batches, [len(b) for b in batches]

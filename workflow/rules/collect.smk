@@ -25,5 +25,7 @@ rule collect:
         f"{LOGS}/collect/collect.log",
     conda:
         "../../environment.yml"
+    params:
+        script=get_script("collect"),
     shell:
-        "python -m snakesweep.collect --plan {input.plan} --summary {output.summary} --configs {output.configs} > {log} 2>&1"
+        "python {params.script} --plan {input.plan} --summary {output.summary} --configs {output.configs} > {log} 2>&1"

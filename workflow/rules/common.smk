@@ -4,26 +4,37 @@ import os
 import sys
 from pathlib import Path
 
+# The Snakefile imports the snakesweep package of this repository (found from this file, so a
+# run from another directory or as a deployed module works too); jobs run its scripts/ with the
+# interpreter that runs Snakemake (first on PATH for every job, local or on a cluster node) and
+# find the same package through PYTHONPATH, so a venv works without being activated.
+REPO = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(REPO))
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ["PATH"]]
+)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 
-# The Snakefile imports the snakesweep package that sits beside it; jobs run `python -m
-# snakesweep...` with the interpreter that runs Snakemake (first on PATH for every job,
-# local or on a cluster node), so a venv works without being activated.
+
 envvars:
     "PATH",
+    "PYTHONPATH",
 
-
-sys.path.insert(0, str(Path(workflow.basedir).parent))
-_JOB_PATH = [os.path.dirname(sys.executable), os.environ["PATH"]]
-os.environ["PATH"] = os.pathsep.join(_JOB_PATH)
 
 from snakesweep.collect import collect
 from snakesweep.config import ConfigError, validate_config
-from snakesweep.grid import TRIAL_ID_PATTERN, config_hash
+from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
 from snakesweep.report import write_reports_after_failure
-from snakesweep.results import STEPS
-from snakesweep.workloads import resolve_workload, validate_builtin_params
+from snakesweep.workloads import (
+    builtin_metrics,
+    resolve_workload,
+    validate_builtin_params,
+)
 
 RESULTS = "results"
 LOGS = "logs"
@@ -42,6 +53,12 @@ def _load_sweep(source):
         workload = resolve_workload(cfg.sweep.workload, source)
         for trial in trials:
             validate_builtin_params(cfg.sweep.workload, trial.params, source)
+        if workload.command:
+            from snakesweep.workloads.command import check_command_workload
+
+            names = set(param_names(trials))
+            check_command_workload(workload.command, cfg.sweep.steps, names, source)
+        check_objectives(cfg, source)
     except ConfigError as err:
         # a config mistake is not a bug: one message, no traceback, nothing started
         print(f"snakesweep: invalid sweep configuration\n{err}", file=sys.stderr)
@@ -49,12 +66,40 @@ def _load_sweep(source):
     return cfg, trials, workload
 
 
+def check_objectives(cfg, source):
+    """A built-in knows its metrics: an objective no selected step produces is a config error."""
+    known = builtin_metrics(cfg.sweep.workload, cfg.sweep.steps)
+    if known is None:
+        return  # a user's workload: the reports say so if no trial produced it
+    for key, obj in [
+        ("report.objective", cfg.report.objective),
+        *(
+            (f"report.extra_objectives[{i}]", o)
+            for i, o in enumerate(cfg.report.extra_objectives)
+        ),
+    ]:
+        if obj.metric not in known:
+            raise ConfigError(
+                f"{source}: '{key}.metric' is {obj.metric!r}, which no step of sweep.steps "
+                f"{cfg.sweep.steps} produces (fix: use one of {', '.join(known)})"
+            )
+
+
 CFG, TRIAL_LIST, WORKLOAD = _load_sweep(_config_source())
+STEPS = list(CFG.sweep.steps)  # the steps this sweep runs, in order
+FINAL_STEP = STEPS[-1]
 TRIALS = [t.id for t in TRIAL_LIST]
 SWEEP_HASH = config_hash(CFG)
 DATA_MARKER = f"{RESULTS}/data/{WORKLOAD.key}/ready.json"
 # `gpu` is the portable resource name; profiles/slurm maps it onto the cluster's GPUs.
 GPU = 1 if CFG.device == "cuda" else 0
+
+
+# Measure jobs hold `measure_slot`: one at a time in this run, whether or not a profile sets it
+# (a deployed module or a run from another directory has no profiles/default); each measure
+# step also holds a host-wide lock (snakesweep/measure_lock.py) against other runs.
+if "measure_slot" not in workflow.global_resources:
+    workflow.register_resource("measure_slot", 1)
 
 
 wildcard_constraints:
@@ -79,9 +124,52 @@ def warn_if_replanning():
 warn_if_replanning()
 
 
-def get_workload_file():
-    """A user's workload file is an input: editing it re-runs what depends on it."""
+def get_sources(step):
+    """The files a step runs are inputs: editing one re-runs the steps that use it, only.
+    A module workload's file serves every step; a command workload lists its own sources.
+    """
+    if WORKLOAD.command:
+        from snakesweep.workloads.command import source_files
+
+        return source_files(WORKLOAD.command, step)
     return [str(WORKLOAD.path)] if WORKLOAD.path else []
+
+
+def get_script(rule):
+    """The thin script a rule runs (scripts/{rule}.py), relative to the working directory so
+    that a moved checkout does not look like a changed rule to Snakemake's rerun triggers.
+    """
+    return os.path.relpath(SCRIPTS / f"{rule}.py")
+
+
+def get_command(step):
+    """A command workload's argv template and argument style, as a param of its rule (editing the
+    command re-runs that step and what follows it, nothing else)."""
+    if not WORKLOAD.command:
+        return ""
+    c = WORKLOAD.command
+    return json.dumps([c.command.get(step), c.args, c.metrics])
+
+
+def result_path(trial, step):
+    return f"{RESULTS}/trials/{trial}/{step}.json"
+
+
+def get_upstream(step):
+    """The results a step waits for: every selected step before it."""
+    before = STEPS[: STEPS.index(step)]
+
+    def upstream(wildcards):
+        return {s: result_path(wildcards.trial, s) for s in before}
+
+    return upstream
+
+
+def get_train_option(wildcards):
+    """measure's `--train` argument: the trained model's result, when the sweep trains."""
+    return (
+        f"--train {result_path(wildcards.trial, 'train')}" if "train" in STEPS else ""
+    )
 
 
 def get_runtime_min(step):
@@ -98,7 +186,7 @@ def get_runtime_min(step):
 
 def get_measure_settings_hash():
     """A change of measurement settings re-runs measure (Snakemake's params trigger)."""
-    return f"{CFG.device}|{CFG.measure.model_dump_json()}"
+    return f"{CFG.device}|{CFG.measure.model_dump_json()}|{get_command('measure')}"
 
 
 TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
@@ -120,7 +208,7 @@ def get_step_priority():
     """With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
     training is done) all of one cycle's measurements are ready together and run in order.
     """
-    if CFG.measure.cycles == 1:
+    if CFG.measure.cycles == 1 or "measure" not in STEPS:
         return 0
     m = CFG.measure
     return 1 + max(
@@ -139,10 +227,10 @@ def get_measure_cycles(wildcards):
 
 
 def get_all_results(wildcards):
-    """Every trial's final result. An input function on purpose: for a plain N-file list,
-    Snakemake looks the whole list up once per file (O(N^2): +14 s on `snakemake -n` at 10k
-    trials, benchmarks/README.md)."""
-    return expand(f"{RESULTS}/trials/{{trial}}/measure.json", trial=TRIALS)
+    """Every trial's final result (its last selected step). An input function on purpose: for
+    a plain N-file list, Snakemake looks the whole list up once per file (O(N^2): +14 s on
+    `snakemake -n` at 10k trials, benchmarks/README.md)."""
+    return [result_path(t, FINAL_STEP) for t in TRIALS]
 
 
 def get_final_targets():

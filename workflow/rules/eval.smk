@@ -1,8 +1,9 @@
 rule eval:
     input:
+        unpack(get_upstream("eval")),
         plan=ancient(rules.plan.output.json),
         data=rules.prepare_data.output.marker,
-        train=rules.train.output.result,
+        sources=get_sources("eval"),
     output:
         result=f"{RESULTS}/trials/{{trial}}/eval.json",
     log:
@@ -16,7 +17,10 @@ rule eval:
     resources:
         mem_mb=1000,
         runtime=get_runtime_min("eval"),
+    params:
+        script=get_script("eval"),
+        command=get_command("eval"),
     shell:
-        "python -m snakesweep.supervise eval --trial {wildcards.trial} --plan {input.plan}"
+        "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --train {input.train}"
         " --output {output.result}"

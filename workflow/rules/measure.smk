@@ -1,13 +1,14 @@
-# Measure jobs hold `measure_slot` (capacity 1, set in profiles/default): timings and energy
-# are never contaminated by a neighbouring measurement.
+# Measure jobs hold `measure_slot` (capacity 1, registered in common.smk): timings and energy
+# are never contaminated by a neighbouring measurement. They wait for the trial's selected
+# steps before them (train, eval); a `steps: [measure]` study measures untrained models.
 if CFG.measure.cycles == 1:
 
     rule measure:
         input:
+            unpack(get_upstream("measure")),
             plan=ancient(rules.plan.output.json),
             data=rules.prepare_data.output.marker,
-            train=rules.train.output.result,
-            eval=rules.eval.output.result,
+            sources=get_sources("measure"),
         output:
             result=f"{RESULTS}/trials/{{trial}}/measure.json",
         log:
@@ -23,10 +24,12 @@ if CFG.measure.cycles == 1:
             gpu=GPU,
             measure_slot=1,
         params:
+            script=get_script("measure"),
             settings=get_measure_settings_hash(),
+            train=get_train_option,
         shell:
-            "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
-            " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+            "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
+            " --log {log} --threads {threads} --data {input.data} {params.train}"
             " --output {output.result}"
 
 else:
@@ -35,10 +38,10 @@ else:
     # job priorities (training and evaluation outrank every measurement, see common.smk).
     rule measure_cycle:
         input:
+            unpack(get_upstream("measure")),
             plan=ancient(rules.plan.output.json),
             data=rules.prepare_data.output.marker,
-            train=rules.train.output.result,
-            eval=rules.eval.output.result,
+            sources=get_sources("measure"),
         output:
             result=f"{RESULTS}/trials/{{trial}}/cycles/measure.{{cycle}}.json",
         log:
@@ -55,10 +58,12 @@ else:
             gpu=GPU,
             measure_slot=1,
         params:
+            script=get_script("measure"),
             settings=get_measure_settings_hash(),
+            train=get_train_option,
         shell:
-            "python -m snakesweep.supervise measure --trial {wildcards.trial} --plan {input.plan}"
-            " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+            "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
+            " --log {log} --threads {threads} --data {input.data} {params.train}"
             " --cycle {wildcards.cycle} --output {output.result}"
 
     rule measure:
@@ -72,6 +77,8 @@ else:
         localrule: True
         conda:
             "../../environment.yml"
+        params:
+            script=get_script("measure_aggregate"),
         shell:
-            "python -m snakesweep.supervise measure_aggregate --trial {wildcards.trial}"
+            "python {params.script} --trial {wildcards.trial}"
             " --plan {input.plan} --log {log} --cycles {input.cycles} --output {output.result}"

@@ -15,19 +15,22 @@ checkpoint plan:
         # `ancient` input of every trial, so re-planning never re-runs a finished trial
         sweep_hash=SWEEP_HASH,
     script:
-        "../scripts/plan.py"
+        "../../scripts/plan.py"
 
 
 rule prepare_data:
     input:
         plan=ancient(rules.plan.output.json),
-        workload=get_workload_file(),
+        sources=get_sources("prepare"),
     output:
         marker=DATA_MARKER,
     log:
         f"{LOGS}/prepare_data/{WORKLOAD.key}.log",
     conda:
         "../../environment.yml"
+    params:
+        script=get_script("prepare_data"),
+        command=get_command("prepare"),
     shell:
-        "python -m snakesweep.supervise prepare_data --trial - --plan {input.plan}"
+        "python {params.script} --trial - --plan {input.plan}"
         " --log {log} --output {output.marker}"

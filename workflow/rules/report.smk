@@ -56,11 +56,12 @@ rule report_tables:
     conda:
         "../../environment.yml"
     params:
+        script=get_script("report_tables"),
         objective=REPORT["objective"],
         direction=REPORT["direction"],
         extra=REPORT["extra"],
     shell:
-        "python -m snakesweep.report --summary {input.summary} --configs {input.configs}"
+        "python {params.script} --summary {input.summary} --configs {input.configs}"
         " --plan {input.plan} --objective {params.objective:q} --direction {params.direction:q}"
         " --extra={params.extra:q} --best {output.best} --pareto {output.pareto}"
         " --importance {output.importance} --html {output.answer} > {log} 2>&1"
@@ -103,12 +104,13 @@ rule report_plots:
     conda:
         "../../environment.yml"
     params:
+        script=get_script("report_plots"),
         trials_dir=f"{RESULTS}/trials",
         objective=REPORT["objective"],
         direction=REPORT["direction"],
         extra=REPORT["extra"],
     shell:
-        "python -m snakesweep.plots --summary {input.summary} --configs {input.configs}"
+        "python {params.script} --summary {input.summary} --configs {input.configs}"
         " --plan {input.plan} --importance {input.importance} --pareto {input.pareto}"
         " --trials-dir {params.trials_dir:q} --objective {params.objective:q}"
         " --direction {params.direction:q} --extra={params.extra:q}"

@@ -1,8 +1,9 @@
 rule train:
     input:
+        unpack(get_upstream("train")),
         plan=ancient(rules.plan.output.json),
         data=rules.prepare_data.output.marker,
-        workload=get_workload_file(),
+        sources=get_sources("train"),
     output:
         result=f"{RESULTS}/trials/{{trial}}/train.json",
     log:
@@ -17,6 +18,9 @@ rule train:
         mem_mb=2000,
         runtime=get_runtime_min("train"),
         gpu=GPU,
+    params:
+        script=get_script("train"),
+        command=get_command("train"),
     shell:
-        "python -m snakesweep.supervise train --trial {wildcards.trial} --plan {input.plan}"
+        "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
         " --log {log} --threads {threads} --data {input.data} --output {output.result}"
