@@ -39,6 +39,17 @@ def step_dir(result: str | Path) -> Path:
     return result.with_name(result.name.removesuffix(".json"))
 
 
+def fresh_step_dir(result: str | Path) -> Path:
+    """An empty directory for a command's step: a file left by an earlier, failed attempt
+    (an old metrics.json) must never pass for this attempt's output."""
+    import shutil
+
+    out_dir = step_dir(result)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    return out_dir
+
+
 def _command(plan: dict[str, Any]):
     """The command workload of the plan, or None for a module workload."""
     from .config import CommandWorkload
@@ -108,8 +119,7 @@ def train(trial: str, plan_path: str | Path, data: str | Path, output: str | Pat
     if command is not None:
         from .workloads import command as cmd
 
-        out_dir = step_dir(output)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = fresh_step_dir(output)
         body = lambda p, dev: cmd.run_train(  # noqa: E731
             command, p, out_dir=out_dir, data_dir=data_dir, trial=trial, device=dev, log=_log
         )
@@ -128,8 +138,7 @@ def evaluate(trial: str, plan_path: str | Path, data: str | Path, train_result: 
     if command is not None:
         from .workloads import command as cmd
 
-        out_dir = step_dir(output)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = fresh_step_dir(output)
         body = lambda p, dev: cmd.run_eval(  # noqa: E731
             command, p, out_dir=out_dir, train_dir=step_dir(train_result), data_dir=data_dir,
             trial=trial, device=dev, log=_log,
@@ -157,8 +166,7 @@ def measure(
     if command is not None:
         from .workloads import command as cmd
 
-        out_dir = step_dir(output)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = fresh_step_dir(output)
 
         def measured(p, dev):
             return cmd.run_measure(
@@ -182,8 +190,11 @@ def measure(
 
     def body(p, dev):
         with measurement_lock(log=_log) as waited_s:
+            held_from = utc_now()
             metrics = measured(p, dev)
-        metrics["measure_lock_wait_s"] = round(waited_s, 3)
+            held_to = utc_now()
+        # when this step had the host to itself (cooldown, baseline and window are inside)
+        metrics.update(measure_lock_wait_s=round(waited_s, 3), measure_lock_from=held_from, measure_lock_to=held_to)
         return metrics if cycle is None else {**metrics, "cycle": cycle}
 
     return _run_step("measure", trial, plan, output, body)

@@ -1,12 +1,13 @@
 # Reports over the collected results: best.json, pareto.csv, importance.csv and the plots,
 # all flagged for `snakemake --report report.html` with a caption each (workflow/report/).
 # The report settings reach the shell only as validated metric names and max/min.
+from snakesweep.plan import build_plan
 from snakesweep.preview import show_preview
-from snakesweep.collect import METRICS
 from snakesweep.report import workflow_report_settings
 from snakesweep.report import report_targets as get_report_targets
 
-REPORT = workflow_report_settings(CFG.model_dump(mode="json"), METRICS)
+# the objective was checked against a built-in's metrics in common.smk (check_objectives)
+REPORT = workflow_report_settings(CFG.model_dump(mode="json"))
 
 
 report: "../report/workflow.rst"
@@ -15,7 +16,16 @@ report: "../report/workflow.rst"
 # The size of the run, at the start of every invocation (`snakemake -n` included); only the
 # main process prints it, not jobs that re-parse this file on a cluster node.
 if workflow.is_main_process:
-    show_preview(workflow, TRIALS, STEPS, RESULTS, {"measure": CFG.measure.cycles})
+    show_preview(
+        workflow,
+        TRIALS,
+        STEPS,
+        RESULTS,
+        {"measure": CFG.measure.cycles},
+        plan=build_plan(CFG, TRIAL_LIST),
+        sources={s: get_sources(s) for s in ["prepare", *STEPS]},
+        data_marker=DATA_MARKER,
+    )
 
 
 rule report_tables:
