@@ -233,10 +233,34 @@ class ReportSettings(_Strict):
     extra_objectives: list[Objective] = Field(default_factory=list)
 
 
+class Retries(_Strict):
+    """How many times Snakemake retries a failed step (each retry gets attempt x the timeout,
+    and on Slurm attempt x the memory and time limit)."""
+
+    train: int = Field(default=0, ge=0)
+    eval: int = Field(default=0, ge=0)
+    measure: int = Field(default=0, ge=0)
+
+
+FailureReason = Literal["timeout", "signal", "orphaned", "exit", "exception"]
+
+
+class FailurePolicy(_Strict):
+    """What a failure costs: reason-aware retries and a failure budget (config/README.md)."""
+
+    retries: Retries = Field(default_factory=Retries)
+    # a timeout, the OOM killer or a lost Snakemake may pass on a retry; a Python exception in
+    # the user's code fails again, so it is not retried unless asked for
+    retry_on: list[FailureReason] = Field(default_factory=lambda: ["timeout", "signal", "orphaned"])
+    max_failures: int | None = Field(default=None, ge=1)
+    max_failure_rate: float | None = Field(default=None, gt=0, le=1)
+
+
 class SweepConfig(_Strict):
     sweep: Sweep
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     timeout_s: Timeouts = Field(default_factory=Timeouts)
+    failures: FailurePolicy = Field(default_factory=FailurePolicy)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     report: ReportSettings = Field(default_factory=ReportSettings)
 

@@ -25,6 +25,7 @@ def build_plan(cfg: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
         "workload_key": workload.key,
         "device": cfg.device,
         "timeout_s": cfg.timeout_s.model_dump(mode="json"),
+        "failures": cfg.failures.model_dump(mode="json"),
         "measure": cfg.measure.model_dump(mode="json"),
         "param_names": param_names(trials),
         "trials": [{"trial": t.id, "params": t.params} for t in trials],

@@ -11,8 +11,8 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 import traceback
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__
 
 SCHEMA_VERSION = 1
+ATTEMPT_ENV = "SNAKESWEEP_ATTEMPT"
 STEPS = ("train", "eval", "measure")
 
 
@@ -27,19 +28,37 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write `data` to `path` through a temp file beside it and os.replace.
+
+    A kill at any moment leaves the old file, the new one, or nothing (never half a file).
+    The temp file is created with os.open(..., 0o666), so the process umask applies exactly
+    as for a plain open(): 0644 under umask 022, 0664 under 002. (tempfile.mkstemp forces 0600,
+    which made every result unreadable to colleagues on a shared cluster directory.)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_beside(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomic, umask-respecting text write (UTF-8); see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -105,7 +124,10 @@ def write_error_record(
     type_: str,
     message: str,
     traceback_tail: str = "",
+    attempt: int | None = None,
 ) -> Path:
+    """`attempt` (1 for the first try) defaults to $SNAKESWEEP_ATTEMPT, which the supervisor
+    sets for its step, so a record says which retry failed (snakesweep/supervise.py)."""
     path = error_record_path(log_path)
     atomic_write_json(
         path,
@@ -118,6 +140,7 @@ def write_error_record(
             "traceback_tail": traceback_tail,
             "time": utc_now(),
             "log": str(log_path),
+            "attempt": attempt or int(os.environ.get(ATTEMPT_ENV, "1")),
         },
     )
     return path

@@ -18,9 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from .results import error_record_path, write_error_record
+from .results import ATTEMPT_ENV, error_record_path, write_error_record
 
 KILL_GRACE_S = 5.0
+# written by the workflow's `onstart` in the logs directory: when this run began, so that the
+# error records of this run (retries, the failure budget) are told apart from older ones
+RUN_MARKER = ".snakesweep-run.json"
 # which `timeout_s` key bounds each step
 TIMEOUT_KEY = {"prepare_data": "train", "measure_aggregate": "measure"}
 
@@ -35,10 +38,82 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def _timeout_for(plan_path: str, step: str) -> float:
+def _load_plan(plan_path: str) -> dict:
     with open(plan_path) as fh:
-        timeouts = json.load(fh)["timeout_s"]
-    return float(timeouts[TIMEOUT_KEY.get(step, step)])
+        return json.load(fh)
+
+
+def _timeout_for(plan: dict, step: str) -> float:
+    return float(plan["timeout_s"][TIMEOUT_KEY.get(step, step)])
+
+
+def run_started(logs: Path) -> float | None:
+    """The start (epoch seconds) of the Snakemake run this job belongs to; None outside one."""
+    try:
+        with open(logs / RUN_MARKER) as fh:
+            return float(json.load(fh)["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def previous_failure(log: Path, since: float | None) -> dict | None:
+    """This step's error record from an earlier attempt in this run (a Snakemake retry)."""
+    path = error_record_path(log)
+    try:
+        if since is None or path.stat().st_mtime < since:
+            return None
+    except OSError:
+        return None
+    return _read_record(path)
+
+
+def _describe(record: dict) -> str:
+    """An earlier attempt's failure, for the log Snakemake empties before each attempt."""
+    tail = record.get("traceback_tail") or ""
+    return f"attempt {record.get('attempt', 1)} failed: {record.get('type')}: {record.get('message')}" + (
+        f"\n{tail}" if tail else ""
+    )
+
+
+def failed_trials(logs: Path, steps: list[str], since: float) -> set[str]:
+    """Trials with an error record written in this run (a skip for the budget is no failure)."""
+    failed: set[str] = set()
+    for step in steps:
+        try:
+            entries = list(os.scandir(logs / step))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.endswith(".error.json") or entry.stat().st_mtime < since:
+                continue
+            record = _read_record(Path(entry.path))
+            if record is not None and record.get("reason") != "budget":
+                failed.add(entry.name.split(".", 1)[0])
+    return failed
+
+
+def budget_exceeded(plan: dict, logs: Path, since: float | None) -> str | None:
+    """Why no new trial may start (failures.max_failures / max_failure_rate), or None."""
+    policy = plan.get("failures") or {}
+    max_n, max_rate = policy.get("max_failures"), policy.get("max_failure_rate")
+    if since is None or (max_n is None and max_rate is None):
+        return None
+    n = len(failed_trials(logs, plan.get("steps") or ["train", "eval", "measure"], since))
+    planned = len(plan["trials"])
+    if max_n is not None and n >= max_n:
+        return f"{n} trials failed in this run, failures.max_failures = {max_n}"
+    if max_rate is not None and n > max_rate * planned:
+        return f"{n} of {planned} planned trials failed in this run, more than failures.max_failure_rate = {max_rate:g}"
+    return None
 
 
 POLL_S = 0.5
@@ -115,12 +190,40 @@ def supervise(argv: list[str]) -> int:
     args, rest = _parse(argv)
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    error_record_path(log).unlink(missing_ok=True)  # a retry starts clean
+    logs = log.parent.parent
     record = dict(trial=args.trial, step=args.step)
-    timeout = _timeout_for(args.plan, args.step)
+    plan = _load_plan(args.plan)
+    since = run_started(logs)
+    before = previous_failure(log, since)
+    attempt = int(before.get("attempt", 1)) + 1 if before else 1
+    retry_on = (plan.get("failures") or {}).get("retry_on", ["timeout", "signal", "orphaned"])
+    if before and before.get("reason") not in (*retry_on, "budget"):
+        # Snakemake retries whatever failed; an exception in the user's code fails again
+        with open(log, "a") as out:  # Snakemake emptied the log for this attempt: say what failed
+            print(f"snakesweep: attempt {attempt} not started: the last attempt failed with reason "
+                  f"'{before.get('reason')}', which failures.retry_on {retry_on} does not retry\n"
+                  f"{_describe(before)}", file=out)
+        return 1
+    first_step = (plan.get("steps") or ["train"])[0]
+    if args.step == first_step:  # only trials that have not started yet are held back
+        why = budget_exceeded(plan, logs, since)
+        if why:
+            msg = f"not started: the failure budget is spent ({why}); fix the failures and re-run to continue"
+            with open(log, "a") as out:
+                print(f"snakesweep: {msg}", file=out)
+            write_error_record(log, reason="budget", type_="FailureBudget", message=msg, attempt=attempt, **record)
+            return 1
+    error_record_path(log).unlink(missing_ok=True)  # a retry starts clean
+    timeout = _timeout_for(plan, args.step) * attempt
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env[ATTEMPT_ENV] = str(attempt)
+    os.environ[ATTEMPT_ENV] = str(attempt)  # for the records this process writes
     cmd = [sys.executable, "-X", "faulthandler", "-m", "snakesweep.steps", args.step,
            "--trial", args.trial, "--plan", args.plan, "--log", args.log, *rest]
+    if attempt > 1:
+        with open(log, "a") as out:
+            print(f"snakesweep: attempt {attempt} (the last one failed: {before.get('reason')}); "
+                  f"timeout {timeout:g} s\n{_describe(before)}", file=out)
     with open(log, "a") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
@@ -144,7 +247,7 @@ def supervise(argv: list[str]) -> int:
             if left <= POLL_S:
                 _kill_group(proc)
                 key = TIMEOUT_KEY.get(args.step, args.step)
-                msg = f"{args.step} ran longer than timeout_s.{key} = {timeout:g} s and was killed"
+                msg = f"{args.step} ran longer than {timeout:g} s (timeout_s.{key} x attempt {attempt}) and was killed"
                 print(f"snakesweep: {msg}", file=out, flush=True)
                 write_error_record(log, reason="timeout", type_="Timeout", message=msg, **record)
                 return 1

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 # The Snakefile imports the snakesweep package of this repository (found from this file, so a
@@ -240,6 +241,17 @@ def get_final_targets():
     return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *get_all_results(None)]
 
 
+def write_run_marker():
+    """When this run began (not a dry-run: `onstart`), for the supervisor to tell this run's
+    failures from older ones: retries and the failure budget count only those."""
+    from snakesweep.results import atomic_write_json
+    from snakesweep.supervise import RUN_MARKER
+
+    atomic_write_json(
+        Path(LOGS, RUN_MARKER), {"started": time.time(), "pid": os.getpid()}
+    )
+
+
 def write_partial_reports():
     """After failures (--keep-going), still list every planned trial with its status."""
     plan = Path(RESULTS, "plan", "trials.json")
@@ -258,3 +270,11 @@ def write_partial_reports():
     )
     for row in failed[:20]:
         logger.error(f"  {row['trial']}: {row['error']} (log: {row['error_log']})")
+
+
+# Resume from what is on disk (snakesweep/state.py): a corrupt result JSON is set aside so this
+# run redoes it, and a complete, valid result under a killed run's incomplete marker is kept.
+if workflow.is_main_process:
+    from snakesweep.state import reconcile
+
+    reconcile(".", sweep_hash=SWEEP_HASH, results=RESULTS)

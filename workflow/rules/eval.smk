@@ -11,6 +11,7 @@ rule eval:
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
     priority: get_step_priority()
+    retries: CFG.failures.retries.eval
     conda:
         "../../environment.yml"
     threads: 1

@@ -15,6 +15,7 @@ if CFG.measure.cycles == 1:
             f"{LOGS}/measure/{{trial}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
+        retries: CFG.failures.retries.measure
         conda:
             "../../environment.yml"
         threads: 1
@@ -49,6 +50,7 @@ else:
         benchmark:
             f"{RESULTS}/benchmarks/measure/{{trial}}.cycle{{cycle}}.tsv"
         priority: get_cycle_priority
+        retries: CFG.failures.retries.measure
         conda:
             "../../environment.yml"
         threads: 1

@@ -11,6 +11,7 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
     priority: get_step_priority()
+    retries: CFG.failures.retries.train
     conda:
         "../../environment.yml"
     threads: 1
