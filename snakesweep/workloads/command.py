@@ -1,0 +1,806 @@
+"""Command workloads: a user's own scripts (argparse CLIs, Hydra apps), one argv per step.
+
+A step's argv is a list; each element is formatted on its own with the trial's parameters and the
+step's directories, and the result is exec'd directly, never through a shell, so a value such as
+``"; touch x #"`` arrives as exactly one argument.
+
+Placeholders
+    ``{lr}``, ``{model.width}`` (a dotted name is one whole field name, looked up in the trial's
+    flat parameters: no attribute or index semantics), ``{seed}``, ``{trial}``, ``{out_dir}`` (this
+    step's directory, ``results/trials/{trial}/{step}``), ``{train_dir}`` (the train step's
+    directory), ``{data_dir}`` (the prepared-data directory). ``{{`` and ``}}`` are literal braces.
+    Format specs and conversions (``{lr:.3f}``, ``{lr!r}``) are refused at parse time.
+
+Value rendering (see :func:`render`), the same everywhere a value is pasted into an element:
+    str verbatim; bool ``true``/``false``; None ``null``; int as written; float as Python's
+    shortest repr after trimming to 12 significant digits (``0.1`` not ``0.1000000000001``,
+    ``2.0`` stays ``2.0``, ``1e-05``); lists and dicts as compact JSON (``[64,32]``).
+
+``args``
+    ``none``: only the argv as written. ``flags``: every parameter is appended as one element
+    ``--name=value`` (dotted names kept). The ``=`` form, rather than two elements, is what every
+    common parser accepts (argparse, click, absl, fire) and the only one argparse accepts for a
+    value that begins with ``-``. ``hydra``: every parameter is appended as a Hydra override
+    ``name=value`` with the value written in Hydra's override grammar so that the app receives it
+    verbatim (strings are single-quoted with Hydra's and OmegaConf's escapes, so ``1e-3``,
+    ``true``, ``a b; c=d,e``, quotes, backslashes and ``${...}`` stay strings; None is ``null``),
+    then ``hydra.run.dir=<out_dir>``, ``hydra.sweep.dir=<out_dir>`` and ``hydra.sweep.subdir=.``,
+    so that everything Hydra writes (``.hydra/``, the job's ``.log``, even under ``--multirun``)
+    lands in the step's directory and nothing in ``outputs/`` or ``multirun/``.
+    A parameter the app's config lacks is an error, never ``+name=value``: adding it would let a
+    misspelt parameter run silently with the app's default. The step fails with
+    ``HydraKeyMissing``, naming the parameter and the fix (Hydra's own "Could not override" line
+    is parsed from the command's output). ``seed`` is a parameter of every trial, so the app's
+    config needs a ``seed`` key. The ``prepare`` command gets nothing appended (it has no trial).
+
+Metrics
+    After exit 0: the JSON object ``{out_dir}/<metrics>`` (nested objects become dotted names),
+    or with ``metrics: stdout`` the last value of each stdout line ``name: value`` / ``name=value``
+    (``name`` an identifier, dots allowed; numbers parsed, other values kept as strings). A missing
+    or malformed metrics file, or none of those lines, fails train and eval (``MetricsMissing``);
+    NaN or infinity fails the step too (a diverged run is a failed trial, as for the built-in).
+    For measure the command's own metrics are optional and kept under their names.
+
+Processes
+    cwd is the directory snakemake runs in; the directory of the Python running the workflow is put
+    first on PATH (as if its environment were activated), so ``python`` in an argv is the one with
+    the workflow's packages. stdout and stderr are tee'd line by line into the step's log. The
+    command stays in the step's process group, so the supervisor's timeout kills it too, and it is
+    killed if the step process dies (Linux PR_SET_PDEATHSIG).
+
+Sources
+    A step's inputs (:func:`source_files`) are its ``sources`` (one list for every step, or a
+    mapping per step) with directories expanded, plus every literal argv element naming an existing
+    ``.py`` file: editing ``eval_cli.py`` re-runs eval only.
+
+Imports: the standard library only (``..config`` for type hints and, lazily, ConfigError at parse
+time); the measure step imports the meters lazily. The run_* functions read only ``.command``,
+``.args`` and ``.metrics`` of the workload, so a step may pass the plan's dict as
+``types.SimpleNamespace(**plan["workload"])`` instead of validating it with pydantic again.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import json
+import math
+import os
+import re
+import signal
+import string
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:  # pydantic stays out of a step's imports: run_* read only .command/.args/.metrics
+    from ..config import CommandWorkload, MeasureSettings
+
+Log = Callable[[str], Any]
+
+CONTEXT_NAMES = ("out_dir", "train_dir", "data_dir", "seed", "trial")
+# Names a parameter of a command workload may not have: {name} must mean one thing.
+RESERVED = ("out_dir", "train_dir", "data_dir", "trial")
+TAIL_LINES = 30
+PIPE_GRACE_S = 2.0  # after the command exits, how long a grandchild may keep its output pipe open
+
+
+class CommandError(RuntimeError):
+    """A command workload's step failed; the message is what the error record shows."""
+
+
+class CommandFailed(CommandError):
+    """The command exited non-zero or died from a signal."""
+
+
+class HydraKeyMissing(CommandFailed):
+    """A sweep parameter names no key of the Hydra app's config."""
+
+
+class MetricsMissing(CommandError):
+    """The command exited 0 without the metrics it was to write (or with unusable ones)."""
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+_FORMATTER = string.Formatter()
+
+
+def _fields(element: str) -> list[tuple[str, str | None, str | None]]:
+    """(field name, format spec, conversion) of each placeholder; ValueError for bad braces."""
+    return [(name, spec, conv) for _, name, spec, conv in _FORMATTER.parse(element) if name is not None]
+
+
+def placeholders(workload: CommandWorkload, step: str) -> set[str]:
+    """The field names a step's argv uses (empty for a step without a command)."""
+    names: set[str] = set()
+    for element in workload.command.get(step, []):
+        try:
+            names.update(name for name, _, _ in _fields(element))
+        except ValueError:
+            continue  # check_command_workload reports it
+    return names
+
+
+def render(value: Any) -> str:
+    """A parameter value as one argv string (the rules are in the module docstring)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(_trim(value))
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _trim(value: float) -> float:
+    """logspace noise off (12 significant digits, as trial ids are computed), float-ness kept."""
+    return float(f"{value:.12g}") if math.isfinite(value) else value
+
+
+def _format_element(element: str, values: dict[str, Any]) -> str:
+    out = []
+    for literal, name, spec, conv in _FORMATTER.parse(element):
+        out.append(literal)
+        if name is None:
+            continue
+        if spec or conv:
+            raise ValueError(f"{{{name}}} in {element!r}: format specs and conversions are not supported")
+        if name not in values:
+            raise KeyError(f"{{{name}}} in {element!r} names no parameter and no step directory")
+        out.append(render(values[name]))
+    return "".join(out)
+
+
+# Hydra's override grammar (hydra/grammar/OverrideLexer.g4, hydra-core 1.3)
+_HYDRA_KEY = re.compile(r"^[A-Za-z_][\w\-]*(\.[A-Za-z_][\w\-]*)*$")
+_HYDRA_DICT_KEY_OK = re.compile(r"^[\w\-/+.$%*@?|\\()\[\]{}:=, \t]+$")
+_HYDRA_ESC = "\\()[]{}:=, \t"
+
+
+def hydra_value(value: Any) -> str:
+    """A value in Hydra's override grammar that the app receives as exactly `value`."""
+    if isinstance(value, str):
+        return _hydra_quote(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return render(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_hydra_dict_key(str(k))}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot pass a {type(value).__name__} to a Hydra app")
+
+
+def _hydra_quote(s: str) -> str:
+    """Single-quote `s` for Hydra, escaping for both layers that read it.
+
+    OmegaConf reads `${` as an interpolation: a run of n backslashes before it becomes 2n + 1.
+    Hydra then un-escapes only backslashes before a quote: n backslashes before `'` become
+    2n + 1 (escaping the quote), n trailing backslashes become 2n.
+    """
+    if s == "???":
+        raise ValueError("the value '???' means 'missing' to OmegaConf and cannot reach a Hydra app verbatim")
+    s = re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", s)
+    s = re.sub(r"(\\*)'", lambda m: "\\" * (2 * len(m.group(1)) + 1) + "'", s)
+    s = re.sub(r"(\\+)$", lambda m: "\\" * (2 * len(m.group(1))), s)
+    return f"'{s}'"
+
+
+def _hydra_dict_key(key: str) -> str:
+    if not _HYDRA_DICT_KEY_OK.match(key):
+        raise ValueError(f"the dict key {key!r} cannot be written in Hydra's override grammar")
+    return "".join("\\" + c if c in _HYDRA_ESC else c for c in key)
+
+
+def build_argv(workload: CommandWorkload, step: str, params: dict[str, Any], context: dict[str, str]) -> list[str]:
+    """The step's argv for one trial: elements formatted, then the `args` mode's parameters.
+
+    `params` is the trial's flat parameters (dotted keys, `seed` included); `context` holds
+    out_dir, train_dir (absent without a train step), data_dir, seed and trial.
+    """
+    values = {**params, **context}
+    argv = [_format_element(e, values) for e in workload.command[step]]
+    if step == "prepare" or workload.args == "none":
+        return argv
+    if workload.args == "flags":
+        return argv + [f"--{name}={render(value)}" for name, value in params.items()]
+    out_dir = context["out_dir"]
+    overrides = []
+    for name, value in params.items():
+        try:
+            overrides.append(f"{name}={hydra_value(value)}")
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"parameter {name!r}: {err}") from None
+    return argv + [
+        *overrides,
+        f"hydra.run.dir={hydra_value(out_dir)}",
+        f"hydra.sweep.dir={hydra_value(out_dir)}",
+        "hydra.sweep.subdir=.",
+    ]
+
+
+# --------------------------------------------------------------------------- parse-time checks
+
+
+def check_command_workload(workload: CommandWorkload, steps: list[str], param_names: set[str], source: str) -> None:
+    """Refuse, before any job starts, what would fail every trial: unknown placeholders, a
+    {train_dir} without a train step, missing sources, parameters Hydra cannot take."""
+    from ..config import ConfigError
+    params = set(param_names) | {"seed"}
+    shadow = sorted(params & set(RESERVED))
+    if shadow:
+        raise ConfigError(
+            f"{source}: the parameter '{shadow[0]}' has the name of a step directory placeholder "
+            f"{{{shadow[0]}}} (fix: rename the parameter)"
+        )
+    for step in [s for s in ("prepare", *steps) if s in workload.command]:
+        key = f"'sweep.workload.command.{step}'"
+        allowed = {"data_dir"} if step == "prepare" else params | {"out_dir", "data_dir", "trial"}
+        if step != "train" and "train" in steps and step != "prepare":
+            allowed.add("train_dir")
+        for element in workload.command[step]:
+            try:
+                fields = _fields(element)
+            except ValueError as err:
+                raise ConfigError(
+                    f"{source}: {key}: the element {element!r} is not a valid template ({err}) "
+                    "(fix: write {{ and }} for literal braces)"
+                ) from None
+            for name, spec, conv in fields:
+                if spec or conv:
+                    raise ConfigError(
+                        f"{source}: {key}: {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} "
+                        "uses a conversion or format spec, which argv templates do not support "
+                        f"(fix: write {{{name}}}; values are rendered as described in config/README.md)"
+                    )
+                if name in allowed:
+                    continue
+                raise ConfigError(f"{source}: {key} uses {{{name}}}, {_why_not(name, step, steps, allowed)}")
+    if workload.args == "hydra":
+        bad = sorted(n for n in params if not _HYDRA_KEY.match(n))
+        if bad:
+            raise ConfigError(
+                f"{source}: 'sweep.workload.args' is hydra, but the parameter name {bad[0]!r} is not a "
+                "Hydra config key (fix: use letters, digits, _ and -, with dots between levels)"
+            )
+    if workload.metrics != "stdout":
+        m = Path(workload.metrics)
+        if m.is_absolute() or ".." in m.parts:
+            raise ConfigError(
+                f"{source}: 'sweep.workload.metrics' is {workload.metrics!r}; it is a file inside each "
+                "step's {out_dir} (fix: a relative path such as metrics.json, or the word stdout)"
+            )
+    for step, entries in _source_entries(workload):
+        for entry in entries:
+            if not Path(entry).exists():
+                where = "sweep.workload.sources" + (f".{step}" if step else "")
+                raise ConfigError(
+                    f"{source}: '{where}' lists {entry!r}, which does not exist in {Path.cwd()} "
+                    "(fix: paths are relative to the directory you run snakemake in)"
+                )
+
+
+def _why_not(name: str, step: str, steps: list[str], allowed: set[str]) -> str:
+    if step == "prepare":
+        return "but the prepare command runs once for the whole sweep and knows only {data_dir} (fix: use {data_dir} only)"
+    if name == "train_dir":
+        if step == "train":
+            return "but train's own directory is {out_dir} (fix: write {out_dir})"
+        return (
+            f"but sweep.steps ({', '.join(steps)}) has no train step to make it "
+            "(fix: add train to sweep.steps, or pass the model's location as a parameter)"
+        )
+    close = difflib.get_close_matches(name, sorted(allowed), n=1)
+    hint = f"did you mean {{{close[0]}}}? " if close else ""
+    return (
+        f"which names no parameter ({hint}fix: use a parameter of the sweep or one of "
+        f"{', '.join('{' + n + '}' for n in sorted(allowed & set(CONTEXT_NAMES)))}; "
+        "write {{ and }} for literal braces)"
+    )
+
+
+def _source_entries(workload: CommandWorkload) -> list[tuple[str | None, list[str]]]:
+    if isinstance(workload.sources, dict):
+        return list(workload.sources.items())
+    return [(None, list(workload.sources))]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _expand(entry: str) -> Iterable[str]:
+    path = Path(entry)
+    if not path.is_dir():
+        yield entry
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        for f in sorted(files):
+            if not f.startswith(".") and not f.endswith((".pyc", ".pyo")):
+                yield os.path.join(root, f)
+
+
+def source_files(workload: CommandWorkload, step: str) -> list[str]:
+    """The files the step uses (its rule's inputs): its `sources`, directories expanded
+    (hidden entries, __pycache__ and bytecode skipped), plus literal argv elements naming an
+    existing .py file; sorted, each once."""
+    files = {f for entry in workload.step_sources(step) for f in _expand(entry)}
+    for element in workload.command.get(step, []):
+        try:
+            literal = not _fields(element)
+        except ValueError:
+            literal = False
+        if literal and element.endswith(".py") and Path(element).is_file():
+            files.add(element)
+    return sorted(files)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Completed:
+    """What a finished command left: exit code, rusage of its tree, output, timing."""
+
+    argv: list[str]
+    returncode: int
+    stdout_lines: list[str]
+    tail: list[str]
+    wall_s: float
+    cpu_s: float
+    maxrss_mb: float  # largest single process of the tree (wait4), not the sum
+    open_pipes: bool = False  # a grandchild still held the output pipe after the command exited
+
+
+def command_name(argv: list[str]) -> str:
+    """What to call the command in messages: the script, not the interpreter."""
+    if len(argv) > 1 and re.match(r"^python[\d.]*$", os.path.basename(argv[0])):
+        if argv[1] == "-m" and len(argv) > 2:
+            return argv[2]
+        script = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if script:
+            return os.path.basename(script)
+    return os.path.basename(argv[0])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: die if the step process dies (Linux PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")]) if env.get("PATH") else bindir
+    return env
+
+
+def _pump(stream: Any, log: Log, tail: collections.deque, keep: list[str] | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\n").rstrip("\r")
+        line = line.rsplit("\r", 1)[-1]  # a progress bar's last state, as a terminal shows it
+        log(line)
+        tail.append(line)
+        if keep is not None:
+            keep.append(line)
+    stream.close()
+
+
+def run_command(
+    argv: list[str], *, log: Log, keep_stdout: bool = False, on_start: Callable[[int], Any] | None = None
+) -> Completed:
+    """Run argv (no shell) from the current directory, tee its output into `log`, wait for it.
+
+    The wait is wait4 on the command itself, so its end is exact and its rusage covers every
+    descendant it reaped. A grandchild left running in the background may hold the output pipe:
+    reading stops PIPE_GRACE_S after the command exits, and the result says so.
+    """
+    log(f"snakesweep: running {json.dumps(argv)}")
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    stdout_lines: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=_env(), preexec_fn=_die_with_parent,
+        )
+    except OSError as err:
+        raise CommandFailed(
+            f"cannot start {argv[0]!r}: {err.strerror or err} (fix: check the command's first element; "
+            "it is run without a shell, from the directory snakemake runs in)"
+        ) from None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, log, tail, stdout_lines if keep_stdout else None), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, log, tail, None), daemon=True),
+    ]
+    for p in pumps:
+        p.start()
+    if on_start is not None:
+        on_start(proc.pid)
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    deadline = time.monotonic() + PIPE_GRACE_S
+    for p in pumps:
+        p.join(max(0.0, deadline - time.monotonic()))
+    open_pipes = any(p.is_alive() for p in pumps)
+    if open_pipes:
+        log(f"snakesweep: {command_name(argv)} exited, but a process it started still holds its output; not waiting for it")
+    maxrss = ru.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
+    return Completed(
+        argv, proc.returncode, stdout_lines, list(tail), wall, ru.ru_utime + ru.ru_stime, maxrss, open_pipes
+    )
+
+
+def _check_exit(done: Completed, workload: CommandWorkload, params: dict[str, Any]) -> None:
+    name = command_name(done.argv)
+    if done.returncode == 0:
+        return
+    last = "\n".join(done.tail[-15:])
+    if done.returncode < 0:
+        sig = signal.Signals(-done.returncode).name
+        hint = " (often the out-of-memory killer)" if sig == "SIGKILL" else ""
+        raise CommandFailed(f"{name} was killed by {sig}{hint} after {done.wall_s:.1f} s; its last output:\n{last}")
+    if workload.args == "hydra":
+        for line in done.tail:
+            m = re.search(r"Could not override '([^']+)'", line)
+            if m and m.group(1) in params:
+                key = m.group(1)
+                extra = " (every trial has a seed: add e.g. `seed: 0` to it)" if key == "seed" else ""
+                raise HydraKeyMissing(
+                    f"{name}: the Hydra app's config has no key '{key}' for the sweep parameter '{key}' "
+                    f"(fix: add {key} to the app's config{extra}, or correct the parameter's name in the "
+                    "sweep; snakesweep does not add keys with +, so a misspelt name cannot run silently). "
+                    f"Hydra said:\n{last}"
+                )
+    raise CommandFailed(f"{name} exited with status {done.returncode} after {done.wall_s:.1f} s; its last output:\n{last}")
+
+
+# --------------------------------------------------------------------------- metrics
+
+_STDOUT_METRIC = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*[:=]\s*(.*?)\s*$")
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_NON_FINITE = re.compile(r"^[-+]?(nan|inf|infinity)$", re.IGNORECASE)
+
+
+def parse_stdout_metrics(lines: Iterable[str]) -> dict[str, Any]:
+    """`name: value` / `name=value` lines -> metrics; the last value of a name wins."""
+    out: dict[str, Any] = {}
+    for line in lines:
+        m = _STDOUT_METRIC.match(line)
+        if not m or not m.group(2):
+            continue
+        name, text = m.groups()
+        if _NUMBER.match(text):
+            out[name] = int(text) if re.match(r"^[-+]?\d+$", text) else float(text)
+        elif _NON_FINITE.match(text):
+            out[name] = float(text)
+        else:
+            out[name] = text
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def read_metrics(workload: CommandWorkload, done: Completed, out_dir: Path, required: bool) -> dict[str, Any]:
+    """The metrics a command that exited 0 left; MetricsMissing when `required` and there are none."""
+    name = command_name(done.argv)
+    if workload.metrics == "stdout":
+        metrics = parse_stdout_metrics(done.stdout_lines)
+        if not metrics and required:
+            raise MetricsMissing(
+                f"{name} exited 0 but printed no metrics on stdout (fix: print lines such as "
+                "`accuracy: 0.93` or `accuracy=0.93`, or write a JSON file and set `metrics:` to its name)"
+            )
+    else:
+        path = out_dir / workload.metrics
+        if not path.is_file():
+            if not required:
+                return {}
+            raise MetricsMissing(
+                f"{name} exited 0 but wrote no {workload.metrics} in {out_dir} (fix: write a JSON object "
+                f"of metrics to {{out_dir}}/{workload.metrics}, or set `metrics: stdout`)"
+            )
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise MetricsMissing(f"{name} exited 0 but {path} is not valid JSON: {err}") from None
+        if not isinstance(metrics, dict):
+            raise MetricsMissing(
+                f"{name} exited 0 but {path} holds a {type(metrics).__name__}, not a JSON object of metrics"
+            )
+        metrics = _flatten(metrics)
+    bad = [k for k, v in metrics.items() if _non_finite(v)]
+    if bad:
+        raise MetricsMissing(
+            f"{name} reported {bad[0]} = {metrics[bad[0]]}: a diverged or broken run is a failed trial "
+            "(NaN and infinity have no JSON form)"
+        )
+    return metrics
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _context(params: dict[str, Any], trial: str, out_dir: Path | None, data_dir: Path, train_dir: Path | None) -> dict[str, str]:
+    ctx = {"data_dir": str(data_dir), "trial": trial}
+    if "seed" in params:
+        ctx["seed"] = render(params["seed"])
+    if out_dir is not None:
+        ctx["out_dir"] = str(out_dir)
+    if train_dir is not None:
+        ctx["train_dir"] = str(train_dir)
+    return ctx
+
+
+def _clear_metrics(workload: CommandWorkload, out_dir: Path) -> None:
+    """A metrics file left by an earlier attempt must not pass for this one's."""
+    if workload.metrics != "stdout":
+        (out_dir / workload.metrics).unlink(missing_ok=True)
+
+
+def _run_step(
+    workload: CommandWorkload, step: str, params: dict[str, Any], ctx: dict[str, str], out_dir: Path,
+    log: Log, required: bool, on_start: Callable[[int], Any] | None = None,
+) -> tuple[dict[str, Any], Completed]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_metrics(workload, out_dir)
+    argv = build_argv(workload, step, params, ctx)
+    done = run_command(argv, log=log, keep_stdout=workload.metrics == "stdout", on_start=on_start)
+    _check_exit(done, workload, params)
+    return read_metrics(workload, done, out_dir, required), done
+
+
+def run_prepare(workload: CommandWorkload, *, data_dir: Path, log: Log) -> None:
+    """The optional `prepare` command, once per sweep (no trial, nothing appended)."""
+    if "prepare" not in workload.command:
+        return
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    argv = build_argv(workload, "prepare", {}, {"data_dir": str(data_dir)})
+    _check_exit(run_command(argv, log=log), workload, {})
+
+
+def run_train(
+    workload: CommandWorkload, params: dict[str, Any], *, out_dir: Path, data_dir: Path, trial: str, device: str, log: Log
+) -> dict[str, Any]:
+    """Run the train command; its metrics (required)."""
+    ctx = _context(params, trial, Path(out_dir), Path(data_dir), None)
+    return _run_step(workload, "train", params, ctx, Path(out_dir), log, required=True)[0]
+
+
+def run_eval(
+    workload: CommandWorkload, params: dict[str, Any], *, out_dir: Path, train_dir: Path, data_dir: Path, trial: str,
+    device: str, log: Log,
+) -> dict[str, Any]:
+    """Run the eval command; its metrics (required)."""
+    ctx = _context(params, trial, Path(out_dir), Path(data_dir), Path(train_dir))
+    return _run_step(workload, "eval", params, ctx, Path(out_dir), log, required=True)[0]
+
+
+# --------------------------------------------------------------------------- measuring a command
+
+# Short, because they are columns of summary.csv; the module docstring and config/README.md say more.
+WINDOW_NOTE = "spawn to exit of the command's process tree: start-up inside, not a steady-state latency"
+PEAK_MEM_METHOD = "max(peak of sampled RSS sum over the tree, wait4 peak of its largest process)"
+
+
+@dataclass
+class TreeSampler:
+    """Polls /proc for the summed RSS of a process tree on a thread; the peak is a lower bound
+    on the true peak (a spike between two samples is missed)."""
+
+    interval_s: float
+    peak_mb: float = 0.0
+    samples: int = 0
+    max_processes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self, pid: int) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(pid,), name="tree-rss", daemon=True)
+        self._thread.start()
+
+    def _loop(self, pid: int) -> None:
+        while True:
+            self.sample(pid)
+            if self._stop.wait(self.interval_s):
+                return
+
+    def sample(self, pid: int) -> None:
+        pids = tree_pids(pid)
+        total = sum(rss_mb(p) for p in pids)
+        if pids:
+            self.samples += 1
+            self.max_processes = max(self.max_processes, len(pids))
+            self.peak_mb = max(self.peak_mb, total)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set of one process (0 once it is gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE_MB
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its live descendants, from /proc/<pid>/task/<tid>/children."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        out.append(pid)
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def run_measure(
+    workload: CommandWorkload, params: dict[str, Any], *, out_dir: Path, train_dir: Path | None, data_dir: Path,
+    trial: str, device: str, settings: MeasureSettings, log: Log,
+) -> dict[str, Any]:
+    """Measure the measure command as a whole: cooldown, optional temperature wait and idle
+    baseline, then one window from spawn to exit with the same meters as run_measurement.
+
+    Returns the measured keys (names shared with run_measurement where the meaning is the same;
+    no latency percentiles: the command's process is not a batch loop we can time) followed by
+    the command's own metrics, if any (a name clashing with a measured key gets `command.` in front).
+    """
+    from ..energy import UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
+    from ..measure import cooldown, throttled, wait_for_temperature
+
+    is_cuda = device.startswith("cuda")
+    gpu, gpu_reason = (None, None)
+    if is_cuda:
+        gpu, gpu_reason = open_nvml_gpu(int(device.split(":", 1)[1]) if ":" in device else 0)
+        if gpu is None:
+            log(f"NVML: {gpu_reason}")
+    meter = open_meter(device, settings.sample_interval_s, gpu=gpu, gpu_reason=gpu_reason)
+    log(f"energy source: {meter.method}" + (f" ({meter.reason})" if isinstance(meter, UnavailableMeter) else ""))
+    ctx = _context(params, trial, Path(out_dir), Path(data_dir), Path(train_dir) if train_dir is not None else None)
+    sampler = TreeSampler(settings.sample_interval_s)
+    try:
+        cooldown(settings.cooldown_s, log)
+        if is_cuda and settings.max_start_temp_c is not None:
+            wait_for_temperature(gpu, settings.max_start_temp_c, settings.temp_wait_timeout_s, log)
+        baseline_power_w: float | None = None
+        if settings.baseline_s > 0:
+            if meter.available:
+                log(f"baseline: idle power over {settings.baseline_s:g} s")
+                meter.begin()
+                time.sleep(settings.baseline_s)
+                baseline_power_w = meter.end().mean_power_w
+            else:
+                log("baseline: skipped, no energy source")
+        temp_start = gpu.temperature_c() if gpu else None
+        pids_before = gpu.running_pids() if gpu else None
+        viol0 = gpu.violation_ns() if gpu else None
+        meter.begin()
+        try:
+            own, done = _run_step(
+                workload, "measure", params, ctx, Path(out_dir), log, required=False, on_start=sampler.start
+            )
+        finally:
+            sampler.stop()
+        energy = meter.end()
+        temp_end = gpu.temperature_c() if gpu else None
+        viol1 = gpu.violation_ns() if gpu else None
+        pids_after = gpu.running_pids() if gpu else None
+        reasons = [gpu.throttle_reasons()] if gpu else []
+    finally:
+        meter.close()
+        if gpu is not None:
+            gpu.close()
+
+    window_s = done.wall_s
+    energy_j = energy.energy_j
+    energy_net = None
+    if energy_j is not None and baseline_power_w is not None:
+        energy_net = net_energy_j(energy_j, baseline_power_w, energy.window_s)
+    details = []
+    short = window_s < settings.min_window_s
+    if short:
+        details.append(f"window {window_s:.3f} s < min_window_s {settings.min_window_s:g} s")
+    zero = energy_j is not None and energy.counter_zero
+    if zero:
+        details.append("energy counter read zero")
+    shared: bool | None = None
+    thr: bool | None = None
+    if gpu is not None:
+        seen = [p for p in (pids_before, pids_after) if p is not None]
+        if seen:
+            # our step process does not use the GPU and the command is not running at either
+            # end, so any process listed there is a neighbour
+            others = sorted({p for pids in seen for p in pids})
+            shared = bool(others)
+            if others:
+                details.append(f"other processes on the GPU right before or after the window: {others}")
+        thr, d = throttled(viol0, viol1, reasons)
+        if d:
+            details.append(d)
+    if done.open_pipes:
+        details.append("a process the command started outlived it (not inside the window)")
+    measured: dict[str, Any] = {
+        "window_s": window_s,
+        "window_includes_startup": True,
+        "window_note": WINDOW_NOTE,
+        "cpu_time_s": done.cpu_s,
+        "peak_mem_mb": max(sampler.peak_mb, done.maxrss_mb),
+        "peak_rss_mb_largest_process": done.maxrss_mb,
+        "peak_rss_mb_tree_sampled": sampler.peak_mb if sampler.samples else None,
+        "peak_mem_method": PEAK_MEM_METHOD,
+        "max_processes": sampler.max_processes or None,
+        "energy_j": energy_j,
+        "energy_j_net": energy_net,
+        "baseline_power_w": baseline_power_w,
+        "energy_source": energy.source,
+        "energy_method_detail": energy.detail,
+        "sample_interval_s": energy.sample_interval_s,
+        "rss_sample_interval_s": settings.sample_interval_s,
+        "device_name": meter.device_name,
+        "driver_version": meter.driver_version,
+        "nvml_version": meter.nvml_version,
+        "flag_short_window": short,
+        "flag_energy_zero": zero,
+        "flag_gpu_shared": shared,
+        "flag_throttled": thr,
+        "flag_detail": "; ".join(details),
+        "temp_start_c": temp_start,
+        "temp_end_c": temp_end,
+    }
+    for k, v in own.items():
+        if k in measured:
+            log(f"snakesweep: the command's metric {k!r} is kept as 'command.{k}' ({k} is what the window measured)")
+            measured[f"command.{k}"] = v
+        else:
+            measured[k] = v
+    return measured
