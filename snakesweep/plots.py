@@ -7,20 +7,24 @@
 * heatmap of the objective's mean over the two most important parameters (importance.csv
   order), averaging the configuration means over any other parameter; one row when only one
   parameter is swept.
-* Pareto scatter: the objective against the cost objective (the first extra objective, or
-  training time when there is none), the non-dominated configurations of pareto.csv
-  highlighted.
+* Pareto scatter: the objective against the first extra objective, the non-dominated
+  configurations highlighted. With no ``report.extra_objectives`` there is no trade-off, and the
+  figure says so (there is no hidden default cost).
 * training curves: loss per epoch from each trial's train.json history; small multiples per
   configuration (seeds as lines) for up to 24 configurations, else one panel coloured by the
   configuration's objective mean.
 
-Every figure is written even when there is nothing to draw (it then says why), so the
-workflow's outputs always exist. matplotlib is imported only inside this process.
+Parameters keep their JSON types (from the plan): a numeric axis only when every level is a
+number; otherwise categorical, ordered numbers first then by JSON text, labelled ``null``,
+``true``, ... Every figure is written even when there is nothing to draw or drawing fails (it
+then says why, and the reason is recorded for the run's final lines), so the workflow's
+outputs always exist, none stale. matplotlib is imported only inside this process. Files are
+written atomically with the umask's mode.
 
     python -m snakesweep.plots --summary S --configs C --plan P --importance I --pareto PA \
         --trials-dir results/trials --objective eval_accuracy --direction max --extra "" \
         --out-objective results/plots/objective_vs_params.png --out-heatmap ... \
-        --out-pareto ... --out-curves ...
+        --out-pareto ... --out-curves ... [--html results/report/answer.html]
 """
 
 from __future__ import annotations
@@ -28,23 +32,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from snakesweep.report import (
-    temp_path_beside,
+    Problems,
+    Reports,
     check_objective,
+    compute_reports,
     config_params,
+    guarded,
+    level_key,
     load_plan,
-    param_names_from,
+    param_cell,
     parse_objectives,
-    effective_objectives,
-    read_csv,
+    problems_path,
+    read_summary,
+    render_answer_html,
+    results_dir_of,
+    sorted_levels,
     swept_params,
     to_float,
+    is_number,
+    atomic_write_text,
 )
+from snakesweep.results import atomic_write_bytes
 
 MAX_PANELS = 24
 DPI = 110
@@ -61,47 +74,49 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(path)
+    """Render to memory, then write atomically with the umask's mode (results.atomic_write_bytes);
+    the figure is closed whatever happens."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue(), fsync=False)
 
 
 def _message_figure(plt, title: str, message: str):
-    fig, ax = plt.subplots(figsize=(6, 2.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.4, 2.4), layout="constrained")
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
     return fig
 
 
+def save_message(plt, path: str | Path, title: str, message: str) -> None:
+    """A figure that says why there is no plot (written in the plot's place)."""
+    _save(_message_figure(plt, title, message), path)
+
+
 def _label(metric: str, direction: str) -> str:
     return f"{metric} ({'higher' if direction == 'max' else 'lower'} is better)"
 
 
-def is_numeric(values: Sequence[str]) -> bool:
-    vals = [v for v in values if v != ""]
-    return bool(vals) and all(to_float(v) is not None and v not in ("True", "False") for v in vals)
+def is_numeric(values: Sequence[Any]) -> bool:
+    """True when every level is a number (not a bool, not null): then the axis is numeric."""
+    vals = list(values)
+    return bool(vals) and all(is_number(v) for v in vals)
 
 
 def use_log_axis(values: Sequence[Any]) -> bool:
     """True for positive numbers whose largest is at least 100 times the smallest (2 decades)."""
-    nums = [to_float(v) for v in values]
+    nums = [to_float(v) if not isinstance(v, str) else to_float(v) for v in values]
     if not nums or any(x is None or x <= 0 for x in nums):
         return False
     return max(nums) / min(nums) >= 100
-
-
-def _levels(values: Sequence[str]) -> list[str]:
-    uniq = list(dict.fromkeys(v for v in values))
-    if is_numeric(uniq):
-        return sorted(uniq, key=lambda v: to_float(v))
-    return uniq
 
 
 def _errs(rows: list[dict], metric: str) -> tuple[list[float], list[float], list[float]]:
@@ -110,8 +125,8 @@ def _errs(rows: list[dict], metric: str) -> tuple[list[float], list[float], list
         m = to_float(c.get(f"{metric}_mean"))
         a, b = to_float(c.get(f"{metric}_ci_low")), to_float(c.get(f"{metric}_ci_high"))
         means.append(m)
-        lo.append(m - a if a is not None else 0.0)
-        hi.append(b - m if b is not None else 0.0)
+        lo.append(max(m - a, 0.0) if a is not None else 0.0)
+        hi.append(max(b - m, 0.0) if b is not None else 0.0)
     return means, lo, hi
 
 
@@ -123,19 +138,31 @@ def best_config(configs: list[dict], metric: str, direction: str) -> dict | None
     return pick(usable, key=lambda c: to_float(c[f"{metric}_mean"]))
 
 
+def no_objective_message(rep: Reports) -> str | None:
+    """Why the objective cannot be drawn (None when some configuration has it)."""
+    metric = rep.objective[0]
+    if rep.best.get("best") is not None:
+        return None
+    return rep.best.get("verdict") or f"no configuration has a result for {metric} yet"
+
+
+def _positions(levels: list[Any]) -> tuple[dict[str, float], bool]:
+    numeric = is_numeric(levels)
+    return {level_key(lv): (float(lv) if numeric else float(i)) for i, lv in enumerate(levels)}, numeric
+
+
 # ---------------------------------------------------------------------------- objective vs params
 
 
-def plot_objective_vs_params(plt, configs: list[dict], names: list[str], objective, path) -> None:
-    metric, direction = objective
+def plot_objective_vs_params(plt, rep: Reports, path) -> None:
+    metric, direction = rep.objective
+    configs = rep.configs.to_dict("records")
     col = f"{metric}_mean"
     usable = [c for c in configs if to_float(c.get(col)) is not None]
-    swept = swept_params(configs, names)
+    swept = swept_params(rep.configs, rep.param_names)
     best = best_config(configs, metric, direction)
     if best is None:
-        fig = _message_figure(plt, f"{metric} vs parameters", f"no configuration has a result for {metric} yet")
-        _save(fig, path)
-        plt.close(fig)
+        save_message(plt, path, f"{metric} vs parameters", no_objective_message(rep) or "no result yet")
         return
     if not swept:
         fig, ax = plt.subplots(figsize=(4.5, 3.5), layout="constrained")
@@ -145,7 +172,6 @@ def plot_objective_vs_params(plt, configs: list[dict], names: list[str], objecti
         ax.set_ylabel(_label(metric, direction))
         ax.set_title(f"{metric}: mean and 95% CI over {best.get('n_ok', '?')} ok seed(s)")
         _save(fig, path)
-        plt.close(fig)
         return
     n = len(swept)
     ncols = min(3, n)
@@ -155,69 +181,69 @@ def plot_objective_vs_params(plt, configs: list[dict], names: list[str], objecti
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, p in zip(axes.flat, swept):
-        levels = _levels([c.get(p, "") for c in configs])
-        numeric = is_numeric(levels)
-        pos = {lv: (to_float(lv) if numeric else i) for i, lv in enumerate(levels)}
-        xs = [pos[c.get(p, "")] for c in usable]
-        ax.scatter(xs, [to_float(c[col]) for c in usable], s=14, color="0.6", alpha=0.6,
-                   label="every configuration", zorder=2)
+        levels = sorted_levels(c.get(p) for c in configs)
+        pos, numeric = _positions(levels)
+        ax.scatter([pos[level_key(c.get(p))] for c in usable], [to_float(c[col]) for c in usable], s=14,
+                   color="0.6", alpha=0.6, label="every configuration", zorder=2)
         others = [q for q in swept if q != p]
-        line = [c for c in usable if all(c.get(q, "") == best.get(q, "") for q in others)]
-        line.sort(key=lambda c: pos[c.get(p, "")])
+        line = [c for c in usable if all(level_key(c.get(q)) == level_key(best.get(q)) for q in others)]
+        line.sort(key=lambda c: pos[level_key(c.get(p))])
         means, lo, hi = _errs(line, metric)
-        ax.errorbar([pos[c.get(p, "")] for c in line], means, yerr=[lo, hi], fmt="-o", capsize=4,
+        ax.errorbar([pos[level_key(c.get(p))] for c in line], means, yerr=[lo, hi], fmt="-o", capsize=4,
                     color="C0", zorder=3, label="slice through best, 95% CI" if others else "mean, 95% CI")
-        ax.scatter([pos[best.get(p, "")]], [to_float(best[col])], marker="*", s=160, color="C3",
+        ax.scatter([pos[level_key(best.get(p))]], [to_float(best[col])], marker="*", s=160, color="C3",
                    zorder=4, label="best")
         if numeric and use_log_axis(levels):
             ax.set_xscale("log")
         if not numeric:
-            ax.set_xticks(list(range(len(levels))), levels, rotation=30 if len(levels) > 4 else 0)
+            ax.set_xticks(list(range(len(levels))), [param_cell(v) for v in levels],
+                          rotation=30 if len(levels) > 4 else 0)
         ax.set_xlabel(p)
         ax.set_ylabel(_label(metric, direction))
     axes.flat[0].legend(fontsize=7, loc="best")
-    failed = sum(1 for c in configs if to_float(c.get(col)) is None)
+    failed = len(configs) - len(usable)
     note = f"; {failed} configuration(s) without results not shown" if failed else ""
-    fig.suptitle(f"{metric} vs each swept parameter (error bars: 95% t CI over seeds{note})")
+    fig.suptitle(f"{metric} vs each swept parameter (error bars: 95% t CI over seeds, from 3 ok seeds{note})")
     _save(fig, path)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- heatmap
 
 
 def heatmap_grid(configs: list[dict], p1: str, p2: str | None, metric: str):
-    """Rows = levels of p1, columns = levels of p2 (one column when p2 is None); cell = mean of
-    the configuration means in that cell (None when empty)."""
+    """Rows = levels of p1, columns = levels of p2 (one column when p2 is None), in
+    :func:`report.sorted_levels` order; cell = mean of the configuration means (None when empty)."""
     col = f"{metric}_mean"
-    rows_l = _levels([c.get(p1, "") for c in configs])
-    cols_l = _levels([c.get(p2, "") for c in configs]) if p2 else [""]
+    rows_l = sorted_levels(c.get(p1) for c in configs)
+    cols_l = sorted_levels(c.get(p2) for c in configs) if p2 else [None]
     cells: dict[tuple[str, str], list[float]] = {}
     for c in configs:
         v = to_float(c.get(col))
         if v is not None:
-            cells.setdefault((c.get(p1, ""), c.get(p2, "") if p2 else ""), []).append(v)
-    grid = [[(math.fsum(cells[(r, k)]) / len(cells[(r, k)])) if (r, k) in cells else None for k in cols_l]
-            for r in rows_l]
+            cells.setdefault((level_key(c.get(p1)), level_key(c.get(p2)) if p2 else level_key(None)), []).append(v)
+    grid = []
+    for r in rows_l:
+        row = []
+        for k in cols_l:
+            vals = cells.get((level_key(r), level_key(k)))
+            row.append(math.fsum(vals) / len(vals) if vals else None)
+        grid.append(row)
     return rows_l, cols_l, grid
 
 
-def plot_heatmap(plt, configs: list[dict], names: list[str], importance: list[dict], objective, path) -> None:
+def plot_heatmap(plt, rep: Reports, path) -> None:
     import numpy as np
 
-    metric, direction = objective
-    swept = swept_params(configs, names)
-    ranked = [r["parameter"] for r in importance if r.get("parameter") in swept]
+    metric, direction = rep.objective
+    configs = rep.configs.to_dict("records")
+    swept = swept_params(rep.configs, rep.param_names)
+    ranked = [r for r in rep.importance["parameter"] if r in swept] if not rep.importance.empty else []
     ranked += [p for p in swept if p not in ranked]
     if not ranked:
-        fig = _message_figure(plt, "heatmap", "no swept parameter: a heatmap needs at least one")
-        _save(fig, path)
-        plt.close(fig)
+        save_message(plt, path, "heatmap", "no swept parameter: a heatmap needs at least one")
         return
     if not any(to_float(c.get(f"{metric}_mean")) is not None for c in configs):
-        fig = _message_figure(plt, "heatmap", f"no configuration has a result for {metric} yet")
-        _save(fig, path)
-        plt.close(fig)
+        save_message(plt, path, "heatmap", no_objective_message(rep) or f"no result for {metric} yet")
         return
     p1 = ranked[0]
     p2 = ranked[1] if len(ranked) > 1 else None
@@ -229,10 +255,10 @@ def plot_heatmap(plt, configs: list[dict], names: list[str], importance: list[di
     cmap.set_bad("0.85")
     im = ax.imshow(data, cmap=cmap, aspect="auto")
     ax.grid(False)
-    ax.set_yticks(range(len(rows_l)), rows_l)
+    ax.set_yticks(range(len(rows_l)), [param_cell(v) for v in rows_l])
     ax.set_ylabel(p1)
     if p2:
-        ax.set_xticks(range(len(cols_l)), cols_l, rotation=30 if len(cols_l) > 5 else 0)
+        ax.set_xticks(range(len(cols_l)), [param_cell(v) for v in cols_l], rotation=30 if len(cols_l) > 5 else 0)
         ax.set_xlabel(p2)
     else:
         ax.set_xticks([])
@@ -255,20 +281,25 @@ def plot_heatmap(plt, configs: list[dict], names: list[str], importance: list[di
         title += f"\n(averaged over {', '.join(others)})"
     ax.set_title(title)
     _save(fig, path)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- pareto
 
 
-def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path, dropped=()) -> None:
+def plot_pareto(plt, rep: Reports, path) -> None:
+    objectives, dropped = rep.objectives, rep.dropped
+    if len(objectives) < 2:
+        why = ("no trade-off requested: set report.extra_objectives, e.g. {metric: latency_ms_p95, direction: min}"
+               if not dropped else f"no configuration has a value for {', '.join(dropped)}: nothing to trade off")
+        save_message(plt, path, "Pareto front", why)
+        return
     (m0, d0), (m1, d1) = objectives[0], objectives[1]
+    configs = rep.configs.to_dict("records")
     pts = [c for c in configs if to_float(c.get(f"{m0}_mean")) is not None and to_float(c.get(f"{m1}_mean")) is not None]
     if not pts:
-        fig = _message_figure(plt, "Pareto front", f"no configuration has both {m0} and {m1} yet")
-        _save(fig, path)
-        plt.close(fig)
+        save_message(plt, path, "Pareto front", no_objective_message(rep) or f"no configuration has both {m0} and {m1} yet")
         return
+    front_ids = set(rep.pareto["config_id"]) if not rep.pareto.empty else set()
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     xs = [to_float(c[f"{m1}_mean"]) for c in pts]
     ys = [to_float(c[f"{m0}_mean"]) for c in pts]
@@ -293,7 +324,6 @@ def plot_pareto(plt, configs: list[dict], front_ids: set[str], objectives, path,
     ax.set_title(title)
     ax.legend(fontsize=8)
     _save(fig, path)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- training curves
@@ -319,13 +349,17 @@ def load_history(trials_dir: str | Path, trial: str) -> list[tuple[float, float]
 
 
 def _short(params: dict[str, Any], keys: Sequence[str]) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={params.get(k)}" for k in keys)
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={param_cell(params.get(k))}" for k in keys)
 
 
-def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: list[str], trials_dir, objective, path) -> None:
-    metric, direction = objective
-    keys = config_params(names)
-    swept = swept_params(configs, names) or keys
+def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path) -> None:
+    metric, direction = rep.objective
+    if "train" not in rep.steps:
+        save_message(plt, path, "training curves",
+                     f"this sweep has no train step (sweep.steps: {', '.join(rep.steps)}): nothing was trained")
+        return
+    keys = config_params(rep.param_names)
+    swept = swept_params(rep.configs, rep.param_names) or keys
     trials = (plan or {}).get("trials", [])
     groups: dict[tuple, list[tuple[dict, list]]] = {}
     missing = 0
@@ -335,11 +369,9 @@ def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: lis
             missing += 1
             continue
         p = t.get("params", {})
-        groups.setdefault(tuple("" if p.get(k) is None else str(p.get(k)) for k in keys), []).append((p, hist))
+        groups.setdefault(tuple(level_key(p.get(k)) for k in keys), []).append((p, hist))
     if not groups:
-        fig = _message_figure(plt, "training curves", "no finished training run with a loss history yet")
-        _save(fig, path)
-        plt.close(fig)
+        save_message(plt, path, "training curves", "no finished training run with a loss history yet")
         return
     all_losses = [loss for g in groups.values() for _, h in g for _, loss in h if not math.isnan(loss)]
     logy = bool(all_losses) and min(all_losses) > 0 and max(all_losses) / min(all_losses) >= 100
@@ -373,7 +405,8 @@ def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: lis
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
-        by_key = {tuple(c.get(k, "") for k in keys): to_float(c.get(f"{metric}_mean")) for c in configs}
+        by_key = {tuple(level_key(c.get(k)) for k in keys): to_float(c.get(f"{metric}_mean"))
+                  for c in rep.configs.to_dict("records")}
         vals = [v for v in by_key.values() if v is not None]
         norm = Normalize(min(vals), max(vals)) if vals else Normalize(0, 1)
         cmap = plt.get_cmap("viridis" if direction == "max" else "viridis_r")
@@ -393,19 +426,32 @@ def plot_training_curves(plt, plan: dict | None, configs: list[dict], names: lis
             ax.set_yscale("log")
         ax.set_title(f"Training loss per epoch of {sum(len(g) for g in groups.values())} trials{note}")
     _save(fig, path)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- CLI
 
 
+def draw(plt, problems: Problems, path: str | Path, title: str, draw_fn) -> None:
+    """Draw one figure; if drawing fails, a figure saying why takes its place (and the problem
+    is recorded); if even that fails, a plain placeholder PNG. Never a stale file."""
+    try:
+        draw_fn()
+    except Exception as err:  # noqa: BLE001 - a plot must never fail the sweep
+        from snakesweep.report import _reason
+
+        problems.add(path, _reason(err))
+        guarded(problems, path, lambda: save_message(plt, path, title, f"could not be drawn: {_reason(err)}"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Draw the four figures (and answer.html with them embedded, given --html); exit 0 whenever
+    the arguments are valid (see :func:`draw`); problems go to results/report/problems.report_plots.json."""
     ap = argparse.ArgumentParser(prog="python -m snakesweep.plots", description=__doc__.split("\n\n")[0])
     ap.add_argument("--summary", required=True)
-    ap.add_argument("--configs", required=True)
+    ap.add_argument("--configs", help="accepted for the rule's dependency; recomputed from the summary")
     ap.add_argument("--plan")
-    ap.add_argument("--importance")
-    ap.add_argument("--pareto")
+    ap.add_argument("--importance", help="accepted for the rule's dependency; recomputed")
+    ap.add_argument("--pareto", help="accepted for the rule's dependency; recomputed")
     ap.add_argument("--trials-dir", default="results/trials")
     ap.add_argument("--objective", required=True)
     ap.add_argument("--direction", required=True, choices=["max", "min"])
@@ -414,22 +460,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-heatmap", required=True)
     ap.add_argument("--out-pareto", required=True)
     ap.add_argument("--out-curves", required=True)
+    ap.add_argument("--html", help="write answer.html with these figures embedded")
+    ap.add_argument("--problems", help="default: results/report/problems.report_plots.json")
     args = ap.parse_args(argv)
 
     objective = check_objective(args.objective, args.direction)
-    configs = read_csv(args.configs)
-    objs, dropped = effective_objectives(configs, objective, parse_objectives(args.extra))
-    plan = load_plan(args.plan)
-    names = param_names_from(plan, configs)
-    importance = read_csv(args.importance) if args.importance and Path(args.importance).exists() else []
-    front = read_csv(args.pareto) if args.pareto and Path(args.pareto).exists() else []
+    extra = parse_objectives(args.extra)
+    outs = {"objective_vs_params": args.out_objective, "heatmap": args.out_heatmap,
+            "pareto": args.out_pareto, "training_curves": args.out_curves}
+    problems = Problems("report_plots", Path(args.problems or problems_path(results_dir_of(args.out_objective), "report_plots")))
+    plt = None
+    try:
+        plan = load_plan(args.plan)
+        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra)
+        plt = _plt()
+    except Exception as err:  # noqa: BLE001
+        from snakesweep.report import _reason, placeholder
 
-    plt = _plt()
-    plot_objective_vs_params(plt, configs, names, objective, args.out_objective)
-    plot_heatmap(plt, configs, names, importance, objective, args.out_heatmap)
-    plot_pareto(plt, configs, {r.get("config_id") for r in front}, objs, args.out_pareto, dropped)
-    plot_training_curves(plt, plan, configs, names, args.trials_dir, objective, args.out_curves)
-    print(f"plots: {len(configs)} configurations drawn", file=sys.stderr)
+        for out in [*outs.values(), *([args.html] if args.html else [])]:
+            problems.add(out, _reason(err))
+            if plt is not None and out.endswith(".png"):
+                guarded(problems, out, lambda out=out: save_message(plt, out, "report", f"could not be made: {_reason(err)}"))
+            else:
+                placeholder(out, _reason(err))
+        problems.write()
+        return 0
+    draw(plt, problems, outs["objective_vs_params"], f"{objective[0]} vs parameters",
+         lambda: plot_objective_vs_params(plt, rep, outs["objective_vs_params"]))
+    draw(plt, problems, outs["heatmap"], "heatmap", lambda: plot_heatmap(plt, rep, outs["heatmap"]))
+    draw(plt, problems, outs["pareto"], "Pareto front", lambda: plot_pareto(plt, rep, outs["pareto"]))
+    draw(plt, problems, outs["training_curves"], "training curves",
+         lambda: plot_training_curves(plt, rep, plan, args.trials_dir, outs["training_curves"]))
+    if args.html:
+        guarded(problems, args.html, lambda: atomic_write_text(args.html, render_answer_html(rep, outs)))
+    problems.write()
+    print(f"plots: {len(rep.configs)} configurations drawn", file=sys.stderr)
     return 0
 
 

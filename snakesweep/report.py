@@ -1,68 +1,175 @@
 """Answers a sweep exists for: which configuration is best, by how much, and at what cost.
 
-Inputs are the rows of ``results/summary.csv`` (one per planned trial, all values strings as
-read by ``csv.DictReader``; an empty string is a missing value) and of ``results/configs.csv``
-(one per parameter combination with the seed removed, written by ``collect`` through
-:func:`config_rows`). Outputs:
+Every table is a pandas DataFrame built from the *typed* summary: one row per planned trial,
+its parameters with their JSON types (None, bool, int, float, str, list) taken from the plan
+(results/plan/trials.json; a CSV cell cannot tell ``null`` from ``""`` or ``3`` from ``"3"``),
+``status``, ``config_id`` and one column per metric. Outputs:
 
-* ``best.json``: the best configuration by the objective's mean over seeds, its t-based 95%
-  confidence interval, the runner-up, and Welch's t-test between their per-seed values. The
-  verdict says "not significant" when p >= 0.05 or when either has fewer than 2 ok seeds.
-* ``pareto.csv``: the configurations no other configuration dominates over the objective and
-  the extra objectives (by config means; each objective's direction respected).
+* ``configs.csv`` (:func:`write_configs`): one row per configuration (the seed removed):
+  counts, and for every numeric metric mean, std and a *usable* 95% interval
+  (:func:`config_table` documents the rule: none below 3 ok values, clipped to a known range).
+* ``best.json``: the best configuration by the objective's mean over seeds, the runner-up, and
+  Welch's t-test between their per-seed values; "not significant" when p >= 0.05 or when
+  either has fewer than 2 ok seeds. When no trial produced the objective it says so and lists
+  the metrics that do exist.
+* ``pareto.csv``: the configurations no other one dominates over ``report.objective`` plus
+  ``report.extra_objectives``. There is no hidden default cost: with no extra objective
+  there is no trade-off, and the file has its header only.
 * ``importance.csv``: one-way ANOVA eta squared of the objective's config means, per swept
-  parameter (see :func:`importance_rows`).
+  parameter.
+* ``answer.html``: the answer on one page, with the plots embedded (base64 PNG) when drawn
+  by ``python -m snakesweep.plots --html``.
 
-Command line (used by workflow/rules/report.smk)::
+Parameter values are shown as JSON: ``null``, ``true``, ``[1, 2]``; strings as they are.
+Mixed-type levels sort numbers first (by value), then the rest by their JSON text.
 
-    python -m snakesweep.report --summary results/summary.csv --configs results/configs.csv \
-        --plan results/plan/trials.json --objective eval_accuracy --direction max \
-        --extra "energy_j_per_sample:min,latency_ms_p95:min" \
-        --best results/best.json --pareto results/pareto.csv --importance results/importance.csv
+A report never fails a sweep whose trials are fine: an output that cannot be made is
+replaced by a file that says why (no stale file from an earlier sweep stays in its place),
+and the reason is recorded in ``results/report/problems.<rule>.json``, which
+:func:`report_problem_lines` turns into the run's final lines.
 
-Only the standard library and scipy (t quantiles) are used, so this stays fast at 10k trials.
+pandas is imported inside functions: the Snakefile imports this module on every parse.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import base64
 import hashlib
+import html as _html
 import json
 import math
-import os
 import re
 import sys
-import uuid
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from snakesweep.stats import mean_ci, welch_t_test
+from snakesweep.results import atomic_write_bytes
+from snakesweep.stats import MIN_N_FOR_CI, welch_t_test
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEED = "seed"
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 COUNT_COLUMNS = ("n_seeds", "n_ok", "n_failed", "n_pending")
+CI_NOTE = "ci_note"
 CONFIDENCE = 0.95
 ALPHA = 0.05
-# When the sweep names no extra objective, the cost side of the Pareto front is training time.
-DEFAULT_COST = ("train_time_s", "min")
+# summary.csv columns that are neither parameters nor metrics
+NON_METRIC_COLUMNS = frozenset({"trial", "status", "config_id", "error", "error_log", "reason", "state"})
+FAILED_STATUSES = frozenset({"failed", "corrupt"})
+# Labels, never averaged even when a value looks like a number (nvml_version "12.535").
+LABEL_SUFFIXES = ("_version", "_source", "_detail", "_name", "_id", "_host", "_device")
+# Efficiency columns answer.html shows when measured (first the ones present).
+EFFICIENCY_METRICS = ("latency_ms_p50", "latency_ms_p95", "throughput_sps", "energy_j_per_sample", "peak_mem_mb")
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# Metrics with a known range: [0, 1] for accuracy-like scores, >= 0 for costs.
+_UNIT_RE = re.compile(r"(accuracy|(^|_)(acc|f1|precision|recall|auc|auroc|iou|dice|top\d+)($|_))", re.I)
+_NONNEG_RE = re.compile(
+    r"((^|_)(latency|throughput|energy|time|mem|memory|duration|window|loss|mse|mae|rmse)($|_)|_s$|_ms$|_mb$|_sps$)", re.I
+)
 
 Objective = tuple[str, str]  # (metric, "max" | "min")
 
 
-# ---------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------- values
+
+
+def py_value(v: Any) -> Any:
+    """A cell as a plain JSON value: numpy scalars unboxed; NaN/NA (pandas' 'missing') -> None."""
+    if v is None or isinstance(v, (str, bool, list, dict)):
+        return v
+    if type(v).__name__ in ("NAType", "NaTType"):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (int, float)):
+        try:
+            v = v.item()
+        except (AttributeError, ValueError):
+            return v
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def is_number(v: Any) -> bool:
+    v = py_value(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def param_cell(v: Any) -> str:
+    """How a parameter value is written in every CSV and table: its JSON text, strings as-is.
+
+    None -> ``null``, True -> ``true``, 0.001 -> ``0.001``, [1, 2] -> ``[1, 2]``, "a,b" -> ``a,b``
+    (the CSV writer quotes it). Never blank: a blank cell would hide a ``null``.
+    """
+    v = py_value(v)
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def level_key(v: Any) -> str:
+    """The identity of a parameter level: its canonical JSON (3 and 3.0 are one level)."""
+    from snakesweep.grid import canonical_json
+
+    v = py_value(v)
+    try:
+        return canonical_json(v)
+    except (TypeError, ValueError):
+        return json.dumps(str(v))
+
+
+def level_sort_key(v: Any) -> tuple:
+    """Deterministic order of mixed-type levels: numbers first by value, then the rest by JSON text."""
+    v = py_value(v)
+    if is_number(v):
+        return (0, float(v), "")
+    return (1, 0.0, json.dumps(v, sort_keys=True, default=str))
+
+
+def sorted_levels(values: Iterable[Any]) -> list[Any]:
+    """Distinct levels (by :func:`level_key`), in :func:`level_sort_key` order."""
+    seen: dict[str, Any] = {}
+    for v in values:
+        seen.setdefault(level_key(v), py_value(v))
+    return sorted(seen.values(), key=level_sort_key)
+
+
+def parse_value(s: Any) -> Any:
+    """A CSV parameter cell back to a JSON value where it reads as one (``null``, ``true``, 3,
+    [1, 2]), else the string; used only when the plan (the typed source) is not available."""
+    if not isinstance(s, str):
+        return py_value(s)
+    if s == "":
+        return None
+    if s in ("True", "False"):
+        return s == "True"
+    if s in ("null", "true", "false") or s[:1] in "[{-0123456789":
+        try:
+            return json.loads(s)
+        except ValueError:
+            pass
+    try:
+        return float(s) if s.lower() not in ("nan", "inf", "-inf", "infinity") else s
+    except ValueError:
+        return s
 
 
 def to_float(value: Any) -> float | None:
-    """A CSV cell as a float; None for empty, unparsable or NaN cells."""
-    if value is None:
+    """A cell as a float; None for empty, unparsable, boolean or NaN cells."""
+    value = py_value(value)
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)):
         f = float(value)
     else:
         s = str(value).strip()
-        if not s:
+        if not s or s in ("True", "False"):
             return None
         try:
             f = float(s)
@@ -71,41 +178,23 @@ def to_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def parse_value(s: str) -> Any:
-    """A CSV parameter cell back to int/float/bool/None where it reads as one, else the string."""
-    if s == "":
-        return None
-    if s in ("True", "true"):
-        return True
-    if s in ("False", "false"):
-        return False
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        return float(s)
-    except ValueError:
-        return s
-
-
 def config_params(param_names: Sequence[str]) -> list[str]:
     """The parameters that identify a configuration: every parameter except the seed."""
     return [p for p in param_names if p != SEED]
 
 
-def config_id(params: dict[str, str]) -> str:
-    """Short, stable id of a configuration from its parameter cells (sorted keys)."""
-    canon = json.dumps(sorted((k, str(v)) for k, v in params.items()), separators=(",", ":"))
+def config_id(params: Mapping[str, Any]) -> str:
+    """Short, stable id of a configuration: a hash of the canonical JSON of its typed parameters.
+
+    The ``seed`` key is ignored, so a trial's full params give its configuration's id. Missing
+    values (None, NaN) are ``null``; numbers are normalised as in trial ids (3 == 3.0). collect
+    writes this id into summary.csv's ``config_id`` column; configs.csv, pareto.csv and best.json
+    use the same one, so the files join.
+    """
+    from snakesweep.grid import canonical_json
+
+    canon = canonical_json({str(k): py_value(v) for k, v in params.items() if k != SEED})
     return hashlib.sha1(canon.encode()).hexdigest()[:8]
-
-
-def config_fieldnames(param_names: Sequence[str], metrics: Sequence[str]) -> list[str]:
-    """Header of configs.csv, in the order :func:`config_rows` fills it."""
-    cols = ["config_id", *config_params(param_names), *COUNT_COLUMNS]
-    for m in metrics:
-        cols.extend(f"{m}_{s}" for s in STAT_SUFFIXES)
-    return cols
 
 
 def check_objective(metric: str, direction: str) -> Objective:
@@ -128,149 +217,327 @@ def parse_objectives(spec: str) -> list[Objective]:
     return out
 
 
-def _group(rows: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k, "") or "" for k in keys), []).append(row)
-    return groups
+def known_range(metric: str, values: Iterable[float] = ()) -> tuple[float | None, float | None]:
+    """A metric's known range from its name: [0, 1] for accuracy-like scores (accuracy, f1, auc,
+    precision, recall, iou), [0, inf) for costs (latency, throughput, energy, time, memory,
+    loss). A guess from a name is only trusted while every observed value lies inside it
+    (an accuracy reported in percent gets no upper bound)."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if _UNIT_RE.search(metric) and all(0.0 <= v <= 1.0 for v in vals):
+        return (0.0, 1.0)
+    if (_UNIT_RE.search(metric) or _NONNEG_RE.search(metric)) and all(v >= 0.0 for v in vals):
+        return (0.0, None)
+    return (None, None)
+
+
+# ---------------------------------------------------------------------------- the typed summary
+
+
+def _frame(data: Any) -> "pd.DataFrame":
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame(list(data or []))
+
+
+def _object_column(values: Iterable[Any]) -> "pd.Series":
+    import pandas as pd
+
+    return pd.Series([py_value(v) for v in values], dtype=object)
+
+
+def summary_frame(
+    summary: Any, param_names: Sequence[str], plan: Mapping | None = None, parse_text: bool = False
+) -> "pd.DataFrame":
+    """The summary with typed parameter columns (object dtype, None for null) and ``config_id``.
+
+    ``summary`` is a DataFrame or a list of row dicts (collect's rows, or CSV rows). With a
+    plan, each trial's parameters are taken from it by trial id: the plan holds their JSON
+    types, which a CSV (and pandas' float inference: [3, None] -> [3.0, NaN]) loses. Cells of
+    trials not in the plan are kept as they are (typed rows from collect), or, with
+    ``parse_text`` (text read from a CSV), parsed with :func:`parse_value`. An existing ``config_id`` column
+    (written by collect with :func:`config_id`) is kept so the files join; else it is added.
+    """
+    df = _frame(summary).copy()
+    df.index = range(len(df))
+    if "status" not in df.columns:
+        df["status"] = "ok"
+    df["status"] = df["status"].map(lambda s: "" if py_value(s) is None else str(s))
+    typed = {t.get("trial"): t.get("params") or {} for t in (plan or {}).get("trials", [])}
+    trials = list(df["trial"]) if "trial" in df.columns else [None] * len(df)
+    for p in param_names:
+        cells = list(df[p]) if p in df.columns else [None] * len(df)
+        if p in df.columns and df[p].dtype.kind == "f":
+            # pandas turned [3, None] into [3.0, NaN]; integral floats are ints in the sweep's
+            # canonical form (trial ids hash 3.0 as 3), so show them as 3
+            cells = [None if c != c else int(c) if float(c).is_integer() and abs(c) < 2**53 else float(c) for c in cells]
+        out = []
+        for trial, cell in zip(trials, cells):
+            if trial in typed:
+                out.append(typed[trial].get(p))
+            else:
+                out.append(parse_value(cell) if parse_text else cell)
+        df[p] = _object_column(out)
+    keys = config_params(param_names)
+    have = "config_id" in df.columns and df["config_id"].map(lambda v: bool(py_value(v))).all()
+    if not have:
+        rows = df[keys].to_dict("records") if keys else [{}] * len(df)
+        df["config_id"] = [config_id(r) for r in rows]
+    return df
+
+
+def read_summary(path: str | Path, plan: Mapping | None = None) -> "pd.DataFrame":
+    """results/summary.csv as the typed summary (see :func:`summary_frame`); every cell is read
+    as text first so nothing is guessed, then metrics are typed by :func:`metric_values`."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    return summary_frame(df, param_names_from(plan, df), plan, parse_text=True)
+
+
+def metric_columns(summary: "pd.DataFrame", param_names: Sequence[str]) -> list[str]:
+    """Every column that is neither bookkeeping nor a parameter."""
+    skip = NON_METRIC_COLUMNS | set(param_names)
+    return [c for c in summary.columns if c not in skip]
+
+
+def metric_values(column: "pd.Series") -> "pd.Series":
+    """A metric column as floats (NaN where missing, a label, a bool or not a number)."""
+    import pandas as pd
+
+    if column.dtype.kind in "iuf":
+        return column.astype(float)
+    cleaned = column.map(lambda v: None if isinstance(py_value(v), bool) or py_value(v) is None else v)
+    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+def numeric_metrics(summary: "pd.DataFrame", metrics: Sequence[str]) -> list[str]:
+    """The metrics that are numbers: some ok row has a value, and every non-empty value in an ok
+    row is a number (not a bool, not a label such as ``energy_source``, ``driver_version``,
+    ``flag_detail``). A column named like a label (``*_version``, ``*_source``, ...) never is."""
+    ok = summary[summary["status"] == "ok"] if "status" in summary.columns else summary
+    out = []
+    for m in metrics:
+        if m not in ok.columns or m.endswith(LABEL_SUFFIXES):
+            continue
+        raw = [py_value(v) for v in ok[m]]
+        present = [v for v in raw if v is not None and not (isinstance(v, str) and v.strip().lower() in ("", "nan"))]
+        if not present or any(isinstance(v, bool) for v in present):
+            continue
+        present = _object_column(present)
+        if metric_values(present).notna().all():
+            out.append(m)
+    return out
+
+
+def metrics_with_values(summary: "pd.DataFrame", param_names: Sequence[str]) -> list[str]:
+    """The numeric metrics some ok trial produced: what a report can be made of."""
+    return numeric_metrics(summary, metric_columns(summary, param_names))
 
 
 # ---------------------------------------------------------------------------- configs.csv
 
 
-def numeric_metrics(summary_rows: list[dict], metrics: Sequence[str]) -> list[str]:
-    """The metrics whose non-empty cells in ok rows all read as numbers."""
-    bad: set[str] = set()
-    for r in summary_rows:
-        if r.get("status") != "ok":
-            continue
-        for m in metrics:
-            if m in bad:
-                continue
-            v = r.get(m)
-            if v not in (None, "") and to_float(v) is None and str(v).strip().lower() != "nan":
-                bad.add(m)
-    return [m for m in metrics if m not in bad]
+def config_table(
+    summary: Any,
+    param_names: Sequence[str],
+    confidence: float = CONFIDENCE,
+    plan: Mapping | None = None,
+) -> "pd.DataFrame":
+    """Aggregate trials into one row per configuration (the seed removed), in first-trial order.
+
+    Columns: ``config_id``, the typed parameters, ``n_seeds`` (planned trials), ``n_ok``,
+    ``n_failed`` (failed or corrupt), ``n_pending`` (the rest); then for every *numeric* metric
+    ``<m>_mean``, ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high`` over the ok trials only (failed
+    trials are counted, never averaged); then ``ci_note``. A column empty in every row is left
+    out (a metric no ok trial has, std where every configuration has one seed, ...).
+
+    Intervals a reader can use: the two-sided t interval of the mean (seeds are few, so t, not
+    normal), but
+
+    * only from 3 ok values (``stats.MIN_N_FOR_CI``): with 2 the t quantile is 12.7 and an
+      accuracy interval spans e.g. [-0.97, 1.57]. Below that the interval is empty and
+      ``ci_note`` says "n too small";
+    * clipped to the metric's known range (:func:`known_range`: accuracy-like in [0, 1], costs
+      >= 0), and ``ci_note`` says which metric was clipped. Clipping removes only impossible
+      values, so the interval covers no less than the t interval did.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from snakesweep.stats import t_half_width
+
+    df = summary_frame(summary, param_names, plan)
+    keys = config_params(param_names)
+    first = df.drop_duplicates("config_id")
+    out = pd.DataFrame({"config_id": list(first["config_id"])})
+    for k in keys:
+        out[k] = _object_column(first[k])
+    ids = out["config_id"]
+    status = df["status"]
+    by = df["config_id"]
+
+    def per_config(series: "pd.Series") -> "np.ndarray":
+        return series.groupby(by, sort=False).sum().reindex(ids).fillna(0).astype(int).to_numpy()
+
+    out["n_seeds"] = per_config(pd.Series(1, index=df.index))
+    out["n_ok"] = per_config(status == "ok")
+    out["n_failed"] = per_config(status.isin(FAILED_STATUSES))
+    out["n_pending"] = out["n_seeds"] - out["n_ok"] - out["n_failed"]
+
+    ok = df[status == "ok"]
+    small: dict[str, list[tuple[str, int]]] = {}
+    clipped: dict[str, list[tuple[str, tuple]]] = {}
+    for m in numeric_metrics(df, metric_columns(df, param_names)):
+        vals = metric_values(ok[m])
+        g = vals.groupby(ok["config_id"], sort=False)
+        n = g.count().reindex(ids).fillna(0).to_numpy()
+        mean = g.mean().reindex(ids).to_numpy(dtype=float)
+        std = g.std(ddof=1).reindex(ids).to_numpy(dtype=float)
+        half = t_half_width(np.nan_to_num(std), n, confidence)
+        usable = n >= MIN_N_FOR_CI
+        lo = np.where(usable, mean - half, np.nan)
+        hi = np.where(usable, mean + half, np.nan)
+        low, high = known_range(m, vals.dropna().tolist())
+        with np.errstate(invalid="ignore"):
+            cut = np.zeros(len(ids), dtype=bool)
+            if low is not None:
+                cut |= lo < low
+                lo = np.where(lo < low, low, lo)
+            if high is not None:
+                cut |= hi > high
+                hi = np.where(hi > high, high, hi)
+        out[f"{m}_mean"], out[f"{m}_std"] = mean, np.where(n >= 2, std, np.nan)
+        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
+        for cid, k, c in zip(ids, n, cut):
+            if 0 < k < MIN_N_FOR_CI:
+                small.setdefault(cid, []).append((m, int(k)))
+            if c:
+                clipped.setdefault(cid, []).append((m, (low, high)))
+    out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, [])) for cid in ids]
+    fixed = {"config_id", *keys, *COUNT_COLUMNS}
+    empty = [c for c in out.columns if c not in fixed and out[c].map(lambda v: py_value(v) in (None, "")).all()]
+    return out.drop(columns=empty)
+
+
+def _ci_note(small: list[tuple[str, int]], clipped: list[tuple[str, tuple]]) -> str:
+    parts = []
+    if small:
+        ns = {k for _, k in small}
+        if len(ns) == 1:
+            parts.append(f"n too small for an interval ({ns.pop()} ok value(s); need >= {MIN_N_FOR_CI})")
+        else:
+            listed = ", ".join(f"{m} (n={k})" for m, k in small)
+            parts.append(f"n too small for an interval: {listed}; need >= {MIN_N_FOR_CI}")
+    for m, (low, high) in clipped:
+        rng = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        parts.append(f"{m} interval clipped to its known range {rng}")
+    return "; ".join(parts)
 
 
 def config_rows(
     summary_rows: list[dict],
     param_names: list[str],
-    metrics: list[str],
+    metrics: list[str] | None = None,
     confidence: float = CONFIDENCE,
 ) -> list[dict]:
-    """Aggregate summary rows (one per trial) into one row per configuration (seed removed).
+    """Deprecated: :func:`config_table` as a list of dicts, for collect until it calls
+    :func:`write_configs`. ``metrics`` is ignored (numeric metrics are detected)."""
+    df = summary_frame(summary_rows, param_names, parse_text=True)
+    table = config_table(df, param_names, confidence)
+    return [{k: py_value(v) for k, v in r.items()} for r in table.to_dict("records")]
 
-    Per configuration: ``config_id``, the parameter cells (as in the summary), ``n_seeds``
-    (planned trials), ``n_ok``, ``n_failed``, ``n_pending``, and for every metric ``<m>_mean``,
-    ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high``: mean, sample standard deviation and a
-    two-sided t confidence interval over the *ok* trials only. Failed trials are counted,
-    never averaged. Statistics are floats, or None where undefined (no value; std and CI
-    need two values). Empty and NaN cells are missing values. A metric with any other
-    non-numeric cell in an ok row (a label such as ``energy_source``) is not a number and
-    gets no columns. Groups keep the order of their first trial in ``summary_rows``. Every
-    row has the same keys, in the order of :func:`config_fieldnames` for the numeric metrics.
+
+def csv_text(table: "pd.DataFrame", param_names: Sequence[str] = ()) -> str:
+    """A table as CSV text: parameters as :func:`param_cell`, missing values empty, floats
+    with full precision (repr), labels as they are."""
+    out = table.copy()
+    params = set(param_names)
+    for c in out.columns:
+        if c in params or c in ("best_level",):
+            out[c] = out[c].map(param_cell)
+        elif out[c].dtype == object:
+            out[c] = out[c].map(lambda v: "" if py_value(v) is None else (repr(v) if isinstance(py_value(v), float) else py_value(v)))
+    return out.to_csv(index=False, na_rep="", lineterminator="\n", float_format=None)
+
+
+def write_configs(summary: "pd.DataFrame", param_names: list[str], path: str | Path) -> "pd.DataFrame":
+    """Write results/configs.csv from collect's summary DataFrame; return the (typed) table.
+
+    ``summary``: one row per planned trial with ``trial``, ``status``, the parameters (typed
+    values; build the columns with dtype=object so [3, None] does not become [3.0, NaN]),
+    optionally ``config_id``, and the metrics. See :func:`config_table` for the columns and
+    the interval rule. Atomic and umask-respecting, like every file the sweep writes.
     """
-    keys = config_params(param_names)
-    metrics = numeric_metrics(summary_rows, metrics)
-    out = []
-    for key, rows in _group(summary_rows, keys).items():
-        params = dict(zip(keys, key))
-        ok = [r for r in rows if r.get("status") == "ok"]
-        n_failed = sum(1 for r in rows if r.get("status") == "failed")
-        row: dict[str, Any] = {"config_id": config_id(params), **params}
-        row.update(
-            n_seeds=len(rows), n_ok=len(ok), n_failed=n_failed, n_pending=len(rows) - len(ok) - n_failed
-        )
-        for m in metrics:
-            s = mean_ci([to_float(r.get(m)) for r in ok], confidence)
-            row[f"{m}_mean"], row[f"{m}_std"] = s.mean, s.std
-            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = s.ci_low, s.ci_high
-        out.append(row)
-    return out
+    table = config_table(summary, param_names)
+    atomic_write_text(path, csv_text(table, param_names))
+    return table
 
 
 # ---------------------------------------------------------------------------- best.json
-
-
-def _better(direction: str):
-    return (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
-
-
-def _ranked(configs: list[dict], metric: str, direction: str) -> list[dict]:
-    with_mean = [c for c in configs if to_float(c.get(f"{metric}_mean")) is not None]
-    return sorted(
-        with_mean,
-        key=lambda c: to_float(c[f"{metric}_mean"]),
-        reverse=(direction == "max"),
-    )
 
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _describe(config: dict, keys: Sequence[str], metric: str, seeds: list[float], typed: dict | None) -> dict:
-    params = typed if typed is not None else {k: parse_value(config.get(k, "")) for k in keys}
-    return {
-        "config_id": config.get("config_id") or config_id({k: config.get(k, "") for k in keys}),
-        "params": params,
-        "n_seeds": int(to_float(config.get("n_seeds")) or 0),
-        "n_ok": int(to_float(config.get("n_ok")) or 0),
-        "n_failed": int(to_float(config.get("n_failed")) or 0),
-        "mean": to_float(config.get(f"{metric}_mean")),
-        "std": to_float(config.get(f"{metric}_std")),
-        "ci_low": to_float(config.get(f"{metric}_ci_low")),
-        "ci_high": to_float(config.get(f"{metric}_ci_high")),
-        "values": seeds,
-    }
-
-
-def typed_params_by_config(plan: dict | None, keys: Sequence[str]) -> dict[tuple, dict]:
-    """Map a configuration's key (parameter cells as strings) to its typed params from the plan.
-
-    Keys are rebuilt the way the summary CSV writes cells (``str(value)``), so this is a
-    best-effort lookup: a miss falls back to parsing the CSV cells.
-    """
-    out: dict[tuple, dict] = {}
-    for t in (plan or {}).get("trials", []):
-        p = t.get("params", {})
-        key = tuple("" if p.get(k) is None else str(p.get(k)) for k in keys)
-        out.setdefault(key, {k: p.get(k) for k in keys})
-    return out
+def ranked_configs(configs: "pd.DataFrame", metric: str, direction: str) -> "pd.DataFrame":
+    """Configurations with a mean for ``metric``, best first (stable for ties)."""
+    col = f"{metric}_mean"
+    if configs.empty or col not in configs.columns:
+        return configs.iloc[0:0]
+    has = configs[metric_values(configs[col]).notna()].copy()
+    has["_m"] = metric_values(has[col])
+    return has.sort_values("_m", ascending=(direction == "min"), kind="stable").drop(columns="_m")
 
 
 def best_report(
-    summary_rows: list[dict],
-    configs: list[dict],
-    param_names: list[str],
+    summary: Any,
+    configs: Any,
+    param_names: Sequence[str],
     objective: Objective,
     alpha: float = ALPHA,
-    plan: dict | None = None,
+    plan: Mapping | None = None,
 ) -> dict:
     """The best configuration by the objective's mean, the runner-up and whether the gap is real.
 
     The test is Welch's two-sided t-test over the per-seed objective values of the two
     configurations (ok trials only). ``significant`` is True only when both have at least two
-    ok seeds and p < alpha; the ``verdict`` sentence says "not significant" otherwise.
+    ok seeds and p < alpha; the ``verdict`` sentence says "not significant" otherwise. When no
+    ok trial produced the objective, ``verdict`` and ``problem`` say so and
+    ``available_metrics`` lists the metrics that do have values.
     """
     metric, direction = objective
+    df = summary_frame(summary, param_names, plan)
+    configs = _frame(configs)
     keys = config_params(param_names)
-    per_config = _group((r for r in summary_rows if r.get("status") == "ok"), keys)
-    typed = typed_params_by_config(plan, keys)
-    ranked = _ranked(configs, metric, direction)
+    ranked = ranked_configs(configs, metric, direction)
+    ok = df[df["status"] == "ok"]
+    values = metric_values(ok[metric]) if metric in ok.columns else None
 
-    def seeds_of(c: dict) -> list[float]:
-        key = tuple(c.get(k, "") or "" for k in keys)
-        vals = [to_float(r.get(metric)) for r in per_config.get(key, [])]
-        return [v for v in vals if v is not None]
+    def seeds_of(cid: str) -> list[float]:
+        if values is None:
+            return []
+        return [float(v) for v in values[ok["config_id"] == cid].dropna()]
 
-    def describe(c: dict) -> dict:
-        key = tuple(c.get(k, "") or "" for k in keys)
-        return _describe(c, keys, metric, seeds_of(c), typed.get(key))
+    def describe(c: Mapping) -> dict:
+        return {
+            "config_id": c.get("config_id"),
+            "params": {k: py_value(c.get(k)) for k in keys},
+            "n_seeds": int(to_float(c.get("n_seeds")) or 0),
+            "n_ok": int(to_float(c.get("n_ok")) or 0),
+            "n_failed": int(to_float(c.get("n_failed")) or 0),
+            "mean": to_float(c.get(f"{metric}_mean")),
+            "std": to_float(c.get(f"{metric}_std")),
+            "ci_low": to_float(c.get(f"{metric}_ci_low")),
+            "ci_high": to_float(c.get(f"{metric}_ci_high")),
+            "ci_note": py_value(c.get(CI_NOTE)) or None,
+            "values": seeds_of(c.get("config_id")),
+        }
 
     out: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": 2,
         "objective": {"metric": metric, "direction": direction},
         "confidence": CONFIDENCE,
         "alpha": alpha,
@@ -287,18 +554,28 @@ def best_report(
             "best versus runner-up is optimistic when many configurations were compared."
         ),
     }
-    if not ranked:
-        out["verdict"] = f"no configuration has a result for {metric} yet"
+    if ranked.empty:
+        if ok.empty:
+            out["verdict"] = f"no configuration has a result for {metric} yet (no trial finished ok)"
+        else:
+            have = metrics_with_values(df, param_names)
+            out["available_metrics"] = have
+            out["problem"] = out["verdict"] = (
+                f"no trial produced the objective {metric} ({len(ok)} trial(s) finished ok); "
+                f"metrics with values: {', '.join(have) or 'none'} "
+                "(fix: set report.objective.metric to one of them)"
+            )
         return out
-    best = describe(ranked[0])
+    rows = ranked.to_dict("records")
+    best = describe(rows[0])
     out["best"] = best
-    if len(ranked) == 1:
+    if len(rows) == 1:
         out["verdict"] = (
             f"only one configuration has a result for {metric} "
             f"(mean {_fmt(best['mean'])}); nothing to compare it with"
         )
         return out
-    runner = describe(ranked[1])
+    runner = describe(rows[1])
     out["runner_up"] = runner
     diff = best["mean"] - runner["mean"]
     out["difference"] = diff
@@ -363,54 +640,37 @@ def pareto_indices(points: Sequence[Sequence[float]], directions: Sequence[str])
 
 
 def pareto_objectives(objective: Objective, extra: Sequence[Objective]) -> list[Objective]:
-    """The objectives of the front: the objective plus the extras, or training time if none."""
-    objs = [objective, *[e for e in extra if e[0] != objective[0]]]
-    if len(objs) == 1 and objective[0] != DEFAULT_COST[0]:
-        objs.append(DEFAULT_COST)
-    return objs
+    """The objectives of the front: ``report.objective`` plus ``report.extra_objectives``.
+
+    No hidden default: without an extra objective there is no trade-off (one objective's
+    "front" is just the best configuration), and the report says to set extra_objectives.
+    """
+    seen = {objective[0]}
+    out = [objective]
+    for e in extra:
+        if e[0] not in seen:
+            seen.add(e[0])
+            out.append(e)
+    return out
 
 
-def effective_objectives(
-    configs: list[dict], objective: Objective, extra: Sequence[Objective]
-) -> tuple[list[Objective], list[str]]:
+def effective_objectives(configs: Any, objective: Objective, extra: Sequence[Objective]) -> tuple[list[Objective], list[str]]:
     """The Pareto objectives that have a value at all, and the names of those left out.
 
-    An extra objective no configuration has a mean for (energy where no counter was
-    readable) would empty the front; it is dropped, and named so the report can say so.
-    If no extra objective is left, training time is the cost, as in :func:`pareto_objectives`.
+    An extra objective no configuration has a mean for (energy where no counter was readable,
+    latency in a sweep without a measure step) would empty the front: it is dropped, and
+    named so the report can say so.
     """
+    configs = _frame(configs)
+
     def has_values(metric: str) -> bool:
-        return any(to_float(c.get(f"{metric}_mean")) is not None for c in configs)
+        col = f"{metric}_mean"
+        return col in configs.columns and metric_values(configs[col]).notna().any()
 
-    kept = [e for e in extra if e[0] != objective[0] and has_values(e[0])]
-    dropped = [e[0] for e in extra if e[0] != objective[0] and not has_values(e[0])]
-    return pareto_objectives(objective, kept), dropped
-
-
-def pareto_rows(configs: list[dict], param_names: Sequence[str], objectives: Sequence[Objective]) -> list[dict]:
-    """The non-dominated configurations by config means, best objective first.
-
-    Configurations missing the mean of any objective cannot be placed and are left out.
-    Each row: config_id, parameters, n_ok, then mean and CI of each objective.
-    """
-    keys = config_params(param_names)
-    usable, points = [], []
-    for c in configs:
-        vals = [to_float(c.get(f"{m}_mean")) for m, _ in objectives]
-        if all(v is not None for v in vals):
-            usable.append(c)
-            points.append(vals)
-    front = [usable[i] for i in pareto_indices(points, [d for _, d in objectives])]
-    m0, d0 = objectives[0]
-    front.sort(key=lambda c: to_float(c[f"{m0}_mean"]), reverse=(d0 == "max"))
-    rows = []
-    for c in front:
-        row = {"config_id": c.get("config_id", ""), **{k: c.get(k, "") for k in keys}, "n_ok": c.get("n_ok", "")}
-        for m, _ in objectives:
-            for s in ("mean", "ci_low", "ci_high"):
-                row[f"{m}_{s}"] = c.get(f"{m}_{s}", "")
-        rows.append(row)
-    return rows
+    objs = pareto_objectives(objective, extra)
+    kept = [objs[0], *(e for e in objs[1:] if has_values(e[0]))]
+    dropped = [e[0] for e in objs[1:] if not has_values(e[0])]
+    return kept, dropped
 
 
 def pareto_fieldnames(param_names: Sequence[str], objectives: Sequence[Objective]) -> list[str]:
@@ -420,17 +680,44 @@ def pareto_fieldnames(param_names: Sequence[str], objectives: Sequence[Objective
     return cols
 
 
+def pareto_table(configs: Any, param_names: Sequence[str], objectives: Sequence[Objective]) -> "pd.DataFrame":
+    """The non-dominated configurations by config means, best objective first.
+
+    Needs at least two objectives (else: no rows). Configurations missing the mean of any
+    objective cannot be placed and are left out. Columns: :func:`pareto_fieldnames`.
+    """
+    import pandas as pd
+
+    configs = _frame(configs)
+    cols = pareto_fieldnames(param_names, objectives)
+    if len(objectives) < 2 or configs.empty:
+        return pd.DataFrame(columns=cols)
+    means = pd.DataFrame({m: metric_values(configs[f"{m}_mean"]) if f"{m}_mean" in configs.columns
+                          else float("nan") for m, _ in objectives}, index=configs.index)
+    usable = configs[means.notna().all(axis=1)]
+    points = means.loc[usable.index].to_numpy().tolist()
+    front = usable.iloc[pareto_indices(points, [d for _, d in objectives])].copy()
+    m0, d0 = objectives[0]
+    front = ranked_configs(front, m0, d0)
+    out = pd.DataFrame(index=front.index)
+    for c in cols:
+        out[c] = front[c] if c in front.columns else float("nan")
+    return out.reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------- importance.csv
 
 IMPORTANCE_FIELDS = ["parameter", "eta_squared", "n_levels", "n_configs", "best_level", "best_level_mean"]
 
 
-def swept_params(configs: list[dict], param_names: Sequence[str]) -> list[str]:
+def swept_params(configs: Any, param_names: Sequence[str]) -> list[str]:
     """Parameters (seed excluded) that take more than one value across the configurations."""
-    return [k for k in config_params(param_names) if len({c.get(k, "") for c in configs}) > 1]
+    configs = _frame(configs)
+    return [k for k in config_params(param_names)
+            if k in configs.columns and len({level_key(v) for v in configs[k]}) > 1]
 
 
-def importance_rows(configs: list[dict], param_names: Sequence[str], objective: Objective) -> list[dict]:
+def importance_table(configs: Any, param_names: Sequence[str], objective: Objective) -> "pd.DataFrame":
     """How much of the objective's variance across configurations each swept parameter explains.
 
     Method: one-way ANOVA eta squared on the configuration means. For parameter p, the
@@ -441,37 +728,97 @@ def importance_rows(configs: list[dict], param_names: Sequence[str], objective: 
     in an unbalanced grid correlated parameters share credit, and interactions are not
     attributed to either parameter. Seeds are not a factor: seed noise is averaged into the
     config means first. Rows sorted by eta^2, largest first; eta^2 is empty when undefined
-    (fewer than two levels with results, or all means equal).
+    (fewer than two levels with results, or all means equal). ``best_level`` is typed
+    (None for a ``null`` level); ties go to the first level in :func:`level_sort_key` order.
     """
+    import pandas as pd
+
     from snakesweep.stats import eta_squared
 
+    configs = _frame(configs)
     metric, direction = objective
     col = f"{metric}_mean"
-    usable = [c for c in configs if to_float(c.get(col)) is not None]
-    better = _better(direction)
     rows = []
-    for p in swept_params(configs, param_names):
-        levels: dict[str, list[float]] = {}
-        for c in usable:
-            levels.setdefault(c.get(p, ""), []).append(to_float(c[col]))
-        eta = eta_squared(list(levels.values()))
-        best_level, best_mean = None, None
-        for level, vals in levels.items():
-            m = math.fsum(vals) / len(vals)
-            if best_mean is None or better(m, best_mean):
-                best_level, best_mean = level, m
-        rows.append(
-            {
-                "parameter": p,
-                "eta_squared": eta,
-                "n_levels": len(levels),
-                "n_configs": sum(len(v) for v in levels.values()),
-                "best_level": best_level if best_level is not None else "",
-                "best_level_mean": best_mean,
-            }
-        )
+    if col in configs.columns:
+        means = metric_values(configs[col])
+        usable = configs[means.notna()]
+        umeans = means[means.notna()]
+        for p in swept_params(configs, param_names):
+            levels: dict[str, list[float]] = {}
+            typed: dict[str, Any] = {}
+            for v, m in zip(usable[p], umeans):
+                levels.setdefault(level_key(v), []).append(float(m))
+                typed.setdefault(level_key(v), py_value(v))
+            eta = eta_squared(list(levels.values()))
+            best_level, best_mean = None, None
+            for key in sorted(levels, key=lambda k: level_sort_key(typed[k])):
+                m = math.fsum(levels[key]) / len(levels[key])
+                if best_mean is None or (m > best_mean if direction == "max" else m < best_mean):
+                    best_level, best_mean = typed[key], m
+            rows.append({"parameter": p, "eta_squared": eta, "n_levels": len(levels),
+                         "n_configs": sum(len(v) for v in levels.values()),
+                         "best_level": best_level, "best_level_mean": best_mean})
     rows.sort(key=lambda r: -1.0 if r["eta_squared"] is None else r["eta_squared"], reverse=True)
-    return rows
+    table = pd.DataFrame(rows, columns=IMPORTANCE_FIELDS)
+    table["best_level"] = _object_column(r["best_level"] for r in rows)
+    return table
+
+
+# ---------------------------------------------------------------------------- all reports at once
+
+
+@dataclass
+class Reports:
+    """Everything the report rules write, computed once from the typed summary."""
+
+    summary: "pd.DataFrame"
+    param_names: list[str]
+    steps: list[str]
+    objective: Objective
+    configs: "pd.DataFrame"
+    best: dict
+    objectives: list[Objective]
+    dropped: list[str]
+    pareto: "pd.DataFrame"
+    importance: "pd.DataFrame"
+    notes: list[str] = field(default_factory=list)
+
+
+def param_names_from(plan: Mapping | None, summary: Any = None) -> list[str]:
+    """Parameter names from the plan; else the summary's columns between ``status`` and the
+    first known metric (a fallback for a missing plan)."""
+    if plan and plan.get("param_names"):
+        return list(plan["param_names"])
+    cols = list(_frame(summary).columns) if summary is not None else []
+    if "status" not in cols:
+        return []
+    out = []
+    for c in cols[cols.index("status") + 1:]:
+        if c in NON_METRIC_COLUMNS or c.startswith(("train_", "eval_", "latency_", "throughput", "energy_")):
+            break
+        out.append(c)
+    return out
+
+
+def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, extra: Sequence[Objective]) -> Reports:
+    """The typed summary -> configs, best, Pareto front and importance (no IO)."""
+    names = param_names_from(plan, summary)
+    df = summary_frame(summary, names, plan)
+    configs = config_table(df, names)
+    best = best_report(df, configs, names, objective)
+    objs, dropped = effective_objectives(configs, objective, extra)
+    notes = []
+    if not extra:
+        notes.append("no trade-off requested: the Pareto front needs report.extra_objectives "
+                     "(e.g. {metric: latency_ms_p95, direction: min}); pareto.csv has its header only")
+    elif dropped:
+        notes.append(f"left out of the Pareto front because no configuration has a value: {', '.join(dropped)}")
+    return Reports(
+        summary=df, param_names=names, steps=list((plan or {}).get("steps") or ["train", "eval", "measure"]),
+        objective=objective, configs=configs, best=best, objectives=objs, dropped=dropped,
+        pareto=pareto_table(configs, names, objs), importance=importance_table(configs, names, objective),
+        notes=notes,
+    )
 
 
 # ---------------------------------------------------------------------------- answer.html
@@ -481,17 +828,22 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2933;mar
 h1{font-size:1.35em;margin:.2em 0 .6em} h2{font-size:1.1em;margin:1.4em 0 .4em;border-bottom:1px solid #d9e2ec;padding-bottom:.2em}
 .verdict{padding:.7em 1em;border-radius:6px;font-size:1.02em}
 .sig{background:#e3f9e5;border-left:5px solid #3f9142} .nosig{background:#fffbea;border-left:5px solid #de911d}
+.problem{background:#ffe3e3;border-left:5px solid #cf1124;padding:.5em 1em;border-radius:6px}
 table{border-collapse:collapse;font-size:.9em;margin:.3em 0} th,td{padding:.25em .7em;text-align:right;border-bottom:1px solid #e4e7eb}
 th{background:#f0f4f8;font-weight:600} td.l,th.l{text-align:left} tr.best td{font-weight:600;background:#f7fcf7}
 .bar{display:inline-block;height:.75em;background:#486581;vertical-align:middle;margin-right:.4em}
 .muted{color:#627d98;font-size:.88em} code{background:#f0f4f8;padding:0 .25em;border-radius:3px}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #e4e7eb} figcaption{color:#627d98;font-size:.88em}
 """
 
 
 def _h(x: Any) -> str:
-    import html
+    return _html.escape("" if x is None else str(x))
 
-    return html.escape("" if x is None else str(x))
+
+def _hp(x: Any) -> str:
+    """A parameter value for HTML: its :func:`param_cell` text (``null`` for None), escaped."""
+    return _html.escape(param_cell(x))
 
 
 def _num(x: Any, digits: int = 4) -> str:
@@ -499,53 +851,61 @@ def _num(x: Any, digits: int = 4) -> str:
     return "" if f is None else f"{f:.{digits}g}"
 
 
-def _ci(c: dict, metric: str) -> str:
+def _ci(c: Mapping, metric: str) -> str:
     lo, hi = to_float(c.get(f"{metric}_ci_low")), to_float(c.get(f"{metric}_ci_high"))
     return "" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
 
 
-def render_answer_html(
-    best: dict,
-    configs: list[dict],
-    param_names: Sequence[str],
-    importance: list[dict],
-    pareto: list[dict],
-    objectives: Sequence[Objective],
-    dropped: Sequence[str] = (),
-    max_configs: int = 50,
-) -> str:
-    """One self-contained HTML page (inline CSS, escaped values) for the Snakemake report:
-    the verdict, best vs runner-up, parameter importance, the Pareto front and the ranking."""
-    metric, direction = objectives[0]
-    swept = swept_params(configs, param_names) or config_params(param_names)
-    fixed = [k for k in config_params(param_names) if k not in swept]
+PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")
+PLOT_TITLES = {
+    "objective_vs_params": "The objective against each swept parameter",
+    "heatmap": "The objective over the two most important parameters",
+    "pareto": "The Pareto front",
+    "training_curves": "Training curves",
+}
+
+
+def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = None, max_configs: int = 50) -> str:
+    """One self-contained HTML page (inline CSS, escaped values, plots as base64 PNGs) for the
+    Snakemake report: the verdict, best vs runner-up, importance, Pareto front, the ranking with
+    the efficiency columns that were measured, and the plots."""
+    best, configs, names = rep.best, rep.configs, rep.param_names
+    metric, direction = rep.objective
+    swept = swept_params(configs, names) or config_params(names)
+    fixed = [k for k in config_params(names) if k not in swept]
     word = "higher" if direction == "max" else "lower"
+    crow = configs.to_dict("records")
+    eff = [m for m in EFFICIENCY_METRICS if m != metric and f"{m}_mean" in configs.columns]
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep answer</title><style>{_CSS}</style></head><body>"]
     out.append(f"<h1>Which configuration is best by <code>{_h(metric)}</code> ({word} is better)?</h1>")
-    cls = "sig" if best.get("significant") else "nosig"
+    cls = "problem" if best.get("problem") else "sig" if best.get("significant") else "nosig"
     out.append(f"<p class='verdict {cls}'>{_h(best.get('verdict'))}</p>")
-    if fixed and configs:
-        fixed_txt = ", ".join(f"{_h(k)}={_h(configs[0].get(k))}" for k in fixed)
+    if fixed and crow:
+        fixed_txt = ", ".join(f"{_h(k)}={_hp(crow[0].get(k))}" for k in fixed)
         out.append(f"<p class='muted'>Same in every configuration: {fixed_txt}.</p>")
 
     def head(extra: Sequence[str] = ()) -> str:
         cells = "".join(f"<th class='l'>{_h(k)}</th>" for k in swept)
         return f"<tr><th class='l'>config</th>{cells}{''.join(f'<th>{_h(e)}</th>' for e in extra)}</tr>"
 
-    def params_cells(params: dict) -> str:
-        return "".join(f"<td class='l'>{_h(params.get(k))}</td>" for k in swept)
+    def params_cells(params: Mapping) -> str:
+        return "".join(f"<td class='l'>{_hp(params.get(k))}</td>" for k in swept)
 
+    by_id = {c.get("config_id"): c for c in crow}
     pair = [(lbl, best.get(key)) for lbl, key in (("best", "best"), ("runner-up", "runner_up")) if best.get(key)]
     if pair:
         out.append("<h2>Best and runner-up</h2><table>")
-        out.append(head(["ok / planned seeds", "mean", "95% CI", "std", "per-seed values"]))
+        out.append(head(["ok / planned seeds", "mean", "95% CI", "std", "per-seed values", *(f"{m} mean" for m in eff)]))
         for lbl, b in pair:
             vals = ", ".join(f"{v:.4g}" for v in b.get("values") or [])
             ci = "" if b.get("ci_low") is None else f"[{b['ci_low']:.4g}, {b['ci_high']:.4g}]"
+            ci = ci or f"<span class='muted'>{_h(b.get('ci_note') or '')}</span>"
+            c = by_id.get(b.get("config_id"), {})
             out.append(
                 f"<tr class='{'best' if lbl == 'best' else ''}'><td class='l'>{_h(lbl)} <span class='muted'>{_h(b.get('config_id'))}</span></td>"
                 f"{params_cells(b.get('params') or {})}<td>{b.get('n_ok')} / {b.get('n_seeds')}</td>"
-                f"<td>{_num(b.get('mean'))}</td><td>{ci}</td><td>{_num(b.get('std'), 3)}</td><td>{_h(vals)}</td></tr>"
+                f"<td>{_num(b.get('mean'))}</td><td>{ci}</td><td>{_num(b.get('std'), 3)}</td><td>{_h(vals)}</td>"
+                + "".join(f"<td>{_num(c.get(f'{m}_mean'))}</td>" for m in eff) + "</tr>"
             )
         out.append("</table>")
         test = best.get("test") or {}
@@ -559,107 +919,95 @@ def render_answer_html(
                 out.append(f"<p class='muted'>{_h(test.get('name'))}: undefined ({_h(test.get('undefined_because'))}).</p>")
 
     out.append(f"<h2>Which parameters matter? (eta squared of {_h(metric)} over configuration means)</h2>")
-    if importance:
+    if not rep.importance.empty:
         out.append("<table><tr><th class='l'>parameter</th><th class='l'>eta squared</th><th>levels</th>"
                    "<th class='l'>best level</th><th>its mean</th></tr>")
-        for r in importance:
+        for r in rep.importance.to_dict("records"):
             eta = to_float(r.get("eta_squared"))
             bar = f"<span class='bar' style='width:{eta * 12:.2f}em'></span>{eta:.2f}" if eta is not None else "undefined"
             out.append(f"<tr><td class='l'>{_h(r.get('parameter'))}</td><td class='l'>{bar}</td><td>{_h(r.get('n_levels'))}</td>"
-                       f"<td class='l'>{_h(r.get('best_level'))}</td><td>{_num(r.get('best_level_mean'))}</td></tr>")
+                       f"<td class='l'>{_hp(r.get('best_level'))}</td><td>{_num(r.get('best_level_mean'))}</td></tr>")
         out.append("</table>")
+    elif best.get("best") is None:
+        out.append(f"<p class='muted'>Nothing to rank without values of {_h(metric)}.</p>")
     else:
         out.append("<p class='muted'>No parameter is swept (only seeds), so there is nothing to rank.</p>")
 
-    names = ", ".join(f"{m} ({d})" for m, d in objectives)
-    out.append(f"<h2>Trade-offs: the Pareto front over {_h(names)}</h2>")
-    if pareto:
-        out.append("<table>" + head([f"{m} mean" for m, _ in objectives]))
-        for r in pareto:
+    objs = rep.objectives
+    names_txt = ", ".join(f"{m} ({d})" for m, d in objs)
+    out.append(f"<h2>Trade-offs: the Pareto front over {_h(names_txt)}</h2>")
+    if len(objs) < 2:
+        out.append("<p class='muted'>No trade-off to show: set <code>report.extra_objectives</code> "
+                   "(e.g. <code>{metric: latency_ms_p95, direction: min}</code>) to get a Pareto front.</p>")
+    elif not rep.pareto.empty:
+        out.append("<table>" + head([f"{m} mean" for m, _ in objs]))
+        for r in rep.pareto.to_dict("records"):
             out.append(f"<tr><td class='l'>{_h(r.get('config_id'))}</td>{params_cells(r)}"
-                       + "".join(f"<td>{_num(r.get(f'{m}_mean'))}</td>" for m, _ in objectives) + "</tr>")
+                       + "".join(f"<td>{_num(r.get(f'{m}_mean'))}</td>" for m, _ in objs) + "</tr>")
         out.append("</table>")
     else:
         out.append("<p class='muted'>No configuration has every objective yet.</p>")
-    if dropped:
+    if rep.dropped:
         out.append(f"<p class='muted'>Left out of the front because no configuration has a value: "
-                   f"{_h(', '.join(dropped))} (not measured here; see the energy_source column of summary.csv).</p>")
+                   f"{_h(', '.join(rep.dropped))} (not measured in this sweep; see summary.csv).</p>")
 
-    ranked = _ranked(configs, metric, direction)
-    ranked_ids = {id(c) for c in ranked}
-    missing = [c for c in configs if id(c) not in ranked_ids]
-    out.append(f"<h2>All configurations by {_h(metric)}"
-               + (f" (top {max_configs} of {len(ranked)})" if len(ranked) > max_configs else "") + "</h2>")
-    out.append("<table>" + head(["ok / planned", "failed", "mean", "95% CI"]))
-    best_id = (best.get("best") or {}).get("config_id")
-    for c in ranked[:max_configs]:
-        out.append(f"<tr class='{'best' if c.get('config_id') == best_id else ''}'><td class='l'>{_h(c.get('config_id'))}</td>"
-                   f"{params_cells(c)}<td>{_h(c.get('n_ok'))} / {_h(c.get('n_seeds'))}</td><td>{_h(c.get('n_failed'))}</td>"
-                   f"<td>{_num(c.get(f'{metric}_mean'))}</td><td>{_ci(c, metric)}</td></tr>")
-    out.append("</table>")
+    ranked = ranked_configs(configs, metric, direction).to_dict("records")
+    missing = len(crow) - len(ranked)
+    if ranked:
+        out.append(f"<h2>All configurations by {_h(metric)}"
+                   + (f" (top {max_configs} of {len(ranked)})" if len(ranked) > max_configs else "") + "</h2>")
+        out.append("<table>" + head(["ok / planned", "failed", "mean", "95% CI", *(f"{m} mean" for m in eff)]))
+        best_id = (best.get("best") or {}).get("config_id")
+        for c in ranked[:max_configs]:
+            ci = _ci(c, metric) or f"<span class='muted'>{_h(c.get(CI_NOTE) or '')}</span>"
+            out.append(f"<tr class='{'best' if c.get('config_id') == best_id else ''}'><td class='l'>{_h(c.get('config_id'))}</td>"
+                       f"{params_cells(c)}<td>{_h(c.get('n_ok'))} / {_h(c.get('n_seeds'))}</td><td>{_h(c.get('n_failed'))}</td>"
+                       f"<td>{_num(c.get(f'{metric}_mean'))}</td><td>{ci}</td>"
+                       + "".join(f"<td>{_num(c.get(f'{m}_mean'))}</td>" for m in eff) + "</tr>")
+        out.append("</table>")
     if missing:
-        out.append(f"<p class='muted'>{len(missing)} configuration(s) have no {_h(metric)} yet "
-                   "(all their seeds failed or are pending); results/configs.csv lists them.</p>")
+        out.append(f"<p class='muted'>{missing} configuration(s) have no {_h(metric)} "
+                   "(their seeds failed, are pending, or did not report it); results/configs.csv lists them.</p>")
+    out.append(f"<p class='muted'>Intervals: two-sided 95% t intervals over ok seeds, only from {MIN_N_FOR_CI} "
+               "ok values, clipped to a metric's known range (see results/configs.csv, column ci_note).</p>")
+    for note in rep.notes:
+        out.append(f"<p class='muted'>{_h(note)}</p>")
+    shown = [(n, Path(p)) for n, p in (plots or {}).items() if p and Path(p).is_file()]
+    if shown:
+        out.append("<h2>Plots</h2>")
+        for name, path in shown:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            out.append(f"<figure><img alt='{_h(name)}' src='data:image/png;base64,{data}'>"
+                       f"<figcaption>{_h(PLOT_TITLES.get(name, name))} ({_h(path.name)})</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------------------- IO + CLI
+# ---------------------------------------------------------------------------- IO
 
 
-def read_csv(path: str | Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomic, umask-respecting (see results.atomic_write_bytes); no fsync: reports are redone."""
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=False)
 
 
-def _cell(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
-    return v
+def write_table(path: str | Path, table: "pd.DataFrame", param_names: Sequence[str] = ()) -> None:
+    atomic_write_text(path, csv_text(table, param_names))
 
 
-def temp_path_beside(path: Path) -> Path:
-    """A fresh temp name beside `path` (created by the caller with mode 'x', so the umask applies)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _atomic_write(path: str | Path, write) -> None:
-    """Write through a temp file and os.replace, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(path)
-    try:
-        with open(tmp, "x", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_csv(path: str | Path, rows: list[dict], fieldnames: Sequence[str]) -> None:
-    def w(f):
-        writer = csv.DictWriter(f, fieldnames=list(fieldnames), extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _cell(r.get(k)) for k in fieldnames})
-
-    _atomic_write(path, w)
+def _clean_json(o: Any) -> Any:
+    o = py_value(o)
+    if isinstance(o, float) and math.isinf(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _clean_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean_json(v) for v in o]
+    return o
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    def clean(o):
-        if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
-            return None
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [clean(v) for v in o]
-        return o
-
-    _atomic_write(path, lambda f: f.write(json.dumps(clean(obj), indent=2) + "\n"))
+    atomic_write_text(path, json.dumps(_clean_json(obj), indent=2, default=str) + "\n")
 
 
 def load_plan(path: str | Path | None) -> dict | None:
@@ -668,18 +1016,121 @@ def load_plan(path: str | Path | None) -> dict | None:
     return json.loads(Path(path).read_text())
 
 
-def param_names_from(plan: dict | None, configs: list[dict]) -> list[str]:
-    """Parameter names from the plan; otherwise the configs.csv columns before the counts."""
-    if plan and plan.get("param_names"):
-        return list(plan["param_names"])
-    if not configs:
+def read_csv(path: str | Path) -> list[dict]:
+    """A CSV as text rows (for tests and tools; the reports read through pandas)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------- problems
+
+
+def problems_path(results: str | Path, rule: str) -> Path:
+    """Where a report rule records the outputs it could not make: results/report/problems.<rule>.json."""
+    return Path(results) / "report" / f"problems.{rule}.json"
+
+
+def results_dir_of(output: str | Path) -> Path:
+    """results/ from one of its report outputs (results/best.json, results/plots/x.png, ...)."""
+    p = Path(output).parent
+    return p.parent if p.name in ("plots", "report") else p
+
+
+@dataclass
+class Problems:
+    """The outputs a report rule could not make, and why; always written (empty when all is
+    well), so a problem from an earlier run never outlives its cause."""
+
+    rule: str
+    path: Path
+    items: list[dict] = field(default_factory=list)
+
+    def add(self, output: str | Path, message: str) -> None:
+        self.items.append({"rule": self.rule, "output": str(output), "message": message})
+        print(f"{self.rule}: {output}: {message}", file=sys.stderr)
+
+    def write(self) -> None:
+        write_json(self.path, {"rule": self.rule, "problems": self.items})
+
+
+def _reason(err: BaseException) -> str:
+    tail = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
+    where = f" (at {Path(tail[0].filename).name}:{tail[0].lineno})" if tail else ""
+    return f"{type(err).__name__}: {err}{where}"
+
+
+def placeholder(path: str | Path, message: str) -> None:
+    """Replace an output that could not be made by a file that says why (so no stale file from an
+    earlier sweep stays in its place, and the rule's outputs exist)."""
+    p = Path(path)
+    text = f"report could not be made: {message}"
+    if p.suffix == ".png":
+        atomic_write_bytes(p, message_png(), fsync=False)
+    elif p.suffix == ".json":
+        write_json(p, {"schema_version": 2, "problem": text})
+    elif p.suffix == ".csv":
+        atomic_write_text(p, csv_text(_frame([{"report_problem": text}])))
+    else:
+        atomic_write_text(p, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep answer</title></head>"
+                             f"<body><p>{_h(text)}</p></body></html>\n")
+
+
+def message_png() -> bytes:
+    """A small valid PNG (grey bar) for when matplotlib itself cannot draw: standard library only."""
+    import struct
+    import zlib
+
+    w, h = 240, 24
+    raw = b"".join(b"\x00" + bytes([200, 200, 200]) * w for _ in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def guarded(problems: Problems, output: str | Path, make: Callable[[], Any]) -> Any:
+    """Run `make` (which writes `output`); on any error, record it and write a placeholder."""
+    try:
+        return make()
+    except Exception as err:  # noqa: BLE001 - a report must never fail the sweep
+        problems.add(output, _reason(err))
+        try:
+            placeholder(output, _reason(err))
+        except Exception:  # noqa: BLE001 - then at least no stale file
+            try:
+                Path(output).unlink(missing_ok=True)
+            except OSError:
+                pass
+        return None
+
+
+def read_problems(results: str | Path = "results") -> list[dict]:
+    out: list[dict] = []
+    for f in sorted((Path(results) / "report").glob("problems.*.json")):
+        try:
+            out.extend(json.loads(f.read_text()).get("problems") or [])
+        except (OSError, ValueError, AttributeError):
+            out.append({"rule": f.stem, "output": str(f), "message": "unreadable problems file"})
+    return out
+
+
+def report_problem_lines(results: str | Path = "results") -> list[str]:
+    """The lines an onsuccess/onerror handler prints when a report could not be made (empty when
+    every report was made): which report, and why. The trials are not the cause."""
+    items = read_problems(results)
+    if not items:
         return []
-    cols = list(configs[0].keys())
-    end = cols.index("n_seeds") if "n_seeds" in cols else len(cols)
-    return [c for c in cols[:end] if c != "config_id"]
+    lines = [f"snakesweep: {len(items)} report output(s) could not be made (the trials are not affected; "
+             "each file now says why):"]
+    lines += [f"  {i.get('output')} ({i.get('rule')}): {i.get('message')}" for i in items]
+    return lines
 
 
-PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")
+# ---------------------------------------------------------------------------- workflow helpers
 
 
 def report_targets(wildcards: Any = None, results: str = "results") -> list[str]:
@@ -725,64 +1176,81 @@ def workflow_report_settings(config: dict, known_metrics: Sequence[str] = ()) ->
         if unknown:
             print(
                 f"snakesweep: warning: report metric(s) {', '.join(unknown)} are not among the known "
-                f"metrics ({', '.join(known_metrics)}); the report fails if results/summary.csv lacks them",
+                f"metrics ({', '.join(known_metrics)}); if no trial produces them, the report says so",
                 file=sys.stderr,
             )
     return params
 
 
-def check_metrics_present(summary_rows: list[dict], objectives: Sequence[Objective]) -> None:
-    """Fail with the list of available columns when an objective is not a summary column."""
-    if not summary_rows:
-        return
-    cols = list(summary_rows[0].keys())
-    missing = [m for m, _ in objectives if m not in cols]
-    if missing:
-        raise SystemExit(
-            f"snakesweep.report: objective metric(s) {', '.join(missing)} not in results/summary.csv; "
-            f"its columns are: {', '.join(cols)} (fix report: in the sweep file)"
-        )
+def report_command_args(settings: Mapping[str, str], results: str = "results") -> tuple[list[str], list[str]]:
+    """The argument lists of `python -m snakesweep.report` and `python -m snakesweep.plots`,
+    as the report rules pass them (answer.html is made by the plots, which it embeds)."""
+    r = Path(results)
+    common = ["--summary", str(r / "summary.csv"), "--configs", str(r / "configs.csv"),
+              "--plan", str(r / "plan" / "trials.json"), "--objective", settings["objective"],
+              "--direction", settings["direction"], f"--extra={settings.get('extra', '')}"]
+    tables = [*common, "--best", str(r / "best.json"), "--pareto", str(r / "pareto.csv"),
+              "--importance", str(r / "importance.csv")]
+    plots = [*common, "--importance", str(r / "importance.csv"), "--pareto", str(r / "pareto.csv"),
+             "--trials-dir", str(r / "trials"), "--html", str(r / "report" / "answer.html"),
+             *(x for name, f in zip(("objective", "heatmap", "pareto", "curves"), PLOT_NAMES)
+               for x in (f"--out-{name}", str(r / "plots" / f"{f}.png")))]
+    return tables, plots
 
 
 def write_reports_after_failure(settings: dict[str, str], results: str = "results", logs: str = "logs") -> list[str]:
     """For the workflow's ``onerror`` handler, after ``collect`` wrote the partial CSVs.
 
     Runs this module and ``snakesweep.plots`` as child processes (argument lists, no shell;
-    matplotlib stays out of the Snakemake process) with the same arguments the report rules
-    use, logging to logs/report/*.onerror.log. Returns the report files that exist
-    afterwards; never raises, since a report must not mask the original failure.
+    matplotlib stays out of the Snakemake process), logging to logs/report/*.onerror.log.
+    The old report files are removed first, and any a child could not write is replaced by a
+    file saying why (recorded in results/report/problems.onerror.json): no stale report from
+    an earlier sweep survives. Returns the report files that exist afterwards; never raises.
     """
     import subprocess
 
     r = Path(results)
-    if not (r / "summary.csv").exists() or not (r / "configs.csv").exists():
+    if not (r / "summary.csv").exists():
         return []
-    common = ["--summary", str(r / "summary.csv"), "--configs", str(r / "configs.csv"),
-              "--plan", str(r / "plan" / "trials.json"), "--objective", settings["objective"],
-              "--direction", settings["direction"], f"--extra={settings.get('extra', '')}"]
-    tables = [*common, "--best", str(r / "best.json"), "--pareto", str(r / "pareto.csv"),
-              "--importance", str(r / "importance.csv"), "--html", str(r / "report" / "answer.html")]
-    plots = [*common, "--importance", str(r / "importance.csv"), "--pareto", str(r / "pareto.csv"),
-             "--trials-dir", str(r / "trials"),
-             *(x for name, f in zip(("objective", "heatmap", "pareto", "curves"), PLOT_NAMES)
-               for x in (f"--out-{name}", str(r / "plots" / f"{f}.png")))]
-    Path(logs, "report").mkdir(parents=True, exist_ok=True)
-    for module, args in (("snakesweep.report", tables), ("snakesweep.plots", plots)):
-        try:
-            with open(Path(logs, "report", f"{module.split('.')[1]}.onerror.log"), "w") as log:
-                done = subprocess.run([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=600, check=False)
-            if done.returncode != 0:
-                break
-        except (OSError, subprocess.SubprocessError):
-            break
-    return [t for t in report_targets(results=results) if Path(t).exists()]
+    targets = report_targets(results=results)
+    problems = Problems("onerror", problems_path(results, "onerror"))
+    try:
+        for t in targets:
+            Path(t).unlink(missing_ok=True)
+        tables, plots = report_command_args(settings, results)
+        Path(logs, "report").mkdir(parents=True, exist_ok=True)
+        for module, args in (("snakesweep.report", tables), ("snakesweep.plots", plots)):
+            log_path = Path(logs, "report", f"{module.split('.')[1]}.onerror.log")
+            try:
+                with open(log_path, "w") as log:
+                    done = subprocess.run([sys.executable, "-m", module, *args], stdout=log,
+                                          stderr=subprocess.STDOUT, timeout=600, check=False)
+                if done.returncode != 0:
+                    problems.add(module, f"exited with status {done.returncode} (log: {log_path})")
+            except (OSError, subprocess.SubprocessError) as err:
+                problems.add(module, f"{_reason(err)} (log: {log_path})")
+        for t in targets:
+            if not Path(t).exists():
+                problems.add(t, "not written by the report (see logs/report/*.onerror.log)")
+                placeholder(t, "not written by the report (see logs/report/*.onerror.log)")
+        problems.write()
+    except Exception as err:  # noqa: BLE001 - never mask the original failure
+        print(f"snakesweep: reports after failure: {_reason(err)}", file=sys.stderr)
+    return [t for t in targets if Path(t).exists()]
+
+
+# ---------------------------------------------------------------------------- CLI
 
 
 def main(argv: list[str] | None = None) -> int:
+    """best.json, pareto.csv, importance.csv (and answer.html without plots if --html is given).
+
+    Exits 0 whenever the arguments are valid: an output that cannot be made is replaced by a
+    file saying why and recorded in results/report/problems.report_tables.json.
+    """
     ap = argparse.ArgumentParser(prog="python -m snakesweep.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--summary", required=True)
-    ap.add_argument("--configs", required=True)
+    ap.add_argument("--configs", help="accepted for the rule's dependency; configs are recomputed from the summary")
     ap.add_argument("--plan")
     ap.add_argument("--objective", required=True, help="metric column, e.g. eval_accuracy")
     ap.add_argument("--direction", required=True, choices=["max", "min"])
@@ -790,30 +1258,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--best", required=True)
     ap.add_argument("--pareto", required=True)
     ap.add_argument("--importance", required=True)
-    ap.add_argument("--html", help="also write a one-page HTML summary for the Snakemake report")
+    ap.add_argument("--html", help="also write answer.html (without plots; snakesweep.plots --html embeds them)")
+    ap.add_argument("--problems", help="default: results/report/problems.report_tables.json")
     args = ap.parse_args(argv)
 
     objective = check_objective(args.objective, args.direction)
     extra = parse_objectives(args.extra)
-    summary = read_csv(args.summary)
-    check_metrics_present(summary, [objective, *extra])
-    configs = read_csv(args.configs)
-    plan = load_plan(args.plan)
-    names = param_names_from(plan, configs)
-
-    best = best_report(summary, configs, names, objective, plan=plan)
-    write_json(args.best, best)
-    objs, dropped = effective_objectives(configs, objective, extra)
-    if dropped:
-        print(f"report: no values for {', '.join(dropped)}; the Pareto front leaves them out", file=sys.stderr)
-    write_csv(args.pareto, pareto_rows(configs, names, objs), pareto_fieldnames(names, objs))
-    importance = importance_rows(configs, names, objective)
-    write_csv(args.importance, importance, IMPORTANCE_FIELDS)
+    outputs = [args.best, args.pareto, args.importance, *([args.html] if args.html else [])]
+    problems = Problems("report_tables", Path(args.problems or problems_path(results_dir_of(args.best), "report_tables")))
+    try:
+        plan = load_plan(args.plan)
+        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra)
+    except Exception as err:  # noqa: BLE001
+        for out in outputs:
+            problems.add(out, _reason(err))
+            placeholder(out, _reason(err))
+        problems.write()
+        return 0
+    if rep.best.get("problem"):
+        problems.add(args.best, rep.best["problem"])
+    guarded(problems, args.best, lambda: write_json(args.best, rep.best))
+    guarded(problems, args.pareto, lambda: write_table(args.pareto, rep.pareto, rep.param_names))
+    guarded(problems, args.importance, lambda: write_table(args.importance, rep.importance))
     if args.html:
-        front = read_csv(args.pareto)
-        page = render_answer_html(best, configs, names, importance, front, objs, dropped)
-        _atomic_write(args.html, lambda f: f.write(page))
-    print(f"report: {len(configs)} configurations; {best['verdict']}", file=sys.stderr)
+        guarded(problems, args.html, lambda: atomic_write_text(args.html, render_answer_html(rep)))
+    problems.write()
+    for note in rep.notes:
+        print(f"report: {note}", file=sys.stderr)
+    print(f"report: {len(rep.configs)} configurations; {rep.best['verdict']}", file=sys.stderr)
     return 0
 
 

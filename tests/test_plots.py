@@ -1,0 +1,155 @@
+"""The figures and answer.html over typed parameters (null, bool, strings with commas and quotes),
+steps-selectable sweeps, and plots that cannot be drawn: real files in tmp_path, real
+matplotlib in a child process, no mocks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from snakesweep import report
+
+REPO = Path(__file__).resolve().parents[1]
+PLOTS = {"objective": "objective_vs_params", "heatmap": "heatmap", "pareto": "pareto", "curves": "training_curves"}
+
+
+def typed_sweep(root: Path, grid: dict, steps: list[str], metrics) -> dict:
+    """A finished sweep: plan with typed params, train.json histories (if trained), summary.csv
+    and configs.csv as collect writes them. `metrics(params)` gives a trial's metrics."""
+    names = [*grid, "seed"]
+    trials = [{"trial": f"{i:010x}", "params": dict(zip(names, combo))}
+              for i, combo in enumerate(itertools.product(*grid.values(), [0, 1, 2]))]
+    plan = {"schema_version": 1, "param_names": names, "steps": steps, "trials": trials}
+    (root / "results/plan").mkdir(parents=True)
+    (root / "results/plan/trials.json").write_text(json.dumps(plan))
+    rows = []
+    for t in trials:
+        m = metrics(t["params"])
+        if "train" in steps:
+            d = root / "results/trials" / t["trial"]
+            d.mkdir(parents=True)
+            hist = [{"epoch": e, "loss": 1.0 / e + t["params"]["seed"] * 0.01} for e in (1, 2, 3)]
+            (d / "train.json").write_text(json.dumps({"status": "ok", "metrics": {"history": hist}}))
+        rows.append({"trial": t["trial"], "status": "ok", **t["params"], **m})
+    df = pd.DataFrame(rows)
+    for n in names:
+        df[n] = pd.Series([r[n] for r in rows], dtype=object)
+    df["config_id"] = [report.config_id(r["params"]) for r in trials]
+    text = df.copy()
+    for n in names:
+        text[n] = text[n].map(report.param_cell)
+    text.to_csv(root / "results/summary.csv", index=False)
+    report.write_configs(df, names, root / "results/configs.csv")
+    return plan
+
+
+def run_reports(root: Path, objective: str, direction: str = "max", extra: str = "",
+                outs: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The two report rules' commands, as the workflow runs them (plots make answer.html)."""
+    r = "results"
+    common = ["--summary", f"{r}/summary.csv", "--configs", f"{r}/configs.csv", "--plan", f"{r}/plan/trials.json",
+              "--objective", objective, "--direction", direction, f"--extra={extra}"]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MPLBACKEND": "", "HOME": str(root)}
+    tables = subprocess.run([sys.executable, "-m", "snakesweep.report", *common, "--best", f"{r}/best.json",
+                             "--pareto", f"{r}/pareto.csv", "--importance", f"{r}/importance.csv"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert tables.returncode == 0, tables.stderr
+    outs = outs or {k: f"{r}/plots/{v}.png" for k, v in PLOTS.items()}
+    args = [x for k, v in outs.items() for x in (f"--out-{k}", v)]
+    return subprocess.run([sys.executable, "-m", "snakesweep.plots", *common, "--trials-dir", f"{r}/trials",
+                           "--html", f"{r}/report/answer.html", *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _acc(p: dict) -> dict:
+    base = {3: 0.80, None: 0.85, 10: 0.82}[p["max_depth"]] + (0.02 if p["opt"] == 'a,"b' else 0)
+    return {"eval_accuracy": base + 0.005 * p["seed"], "latency_ms_p95": 1.0 + 0.1 * p["seed"],
+            "throughput_sps": 100.0 + p["seed"], "energy_source": "unavailable: no counter"}
+
+
+def test_null_bool_and_odd_strings_draw_and_answer_embeds_every_plot(tmp_path):
+    typed_sweep(tmp_path, {"max_depth": [3, None, 10], "opt": ['a,"b', "sgd"], "warm": [True]},
+                ["train", "eval", "measure"], _acc)
+    p = run_reports(tmp_path, "eval_accuracy", extra="latency_ms_p95:min")
+    assert p.returncode == 0, p.stderr
+    res = tmp_path / "results"
+    for name in PLOTS.values():
+        assert is_png(res / "plots" / f"{name}.png") and (res / "plots" / f"{name}.png").stat().st_size > 5000, name
+    page = (res / "report/answer.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "warm=true" in page  # the unswept bool, as JSON
+    assert "<td class='l'>null</td>" in page and "a,&quot;b" in page
+    best = json.loads((res / "best.json").read_text())
+    assert best["best"]["params"] == {"max_depth": None, "opt": 'a,"b', "warm": True}
+    imp = {r["parameter"]: r for r in report.read_csv(res / "importance.csv")}
+    assert imp["max_depth"]["best_level"] == "null" and imp["opt"]["best_level"] == 'a,"b'
+    assert report.report_problem_lines(res) == []
+
+
+def test_heatmap_levels_sort_numbers_first_then_json_text():
+    from snakesweep.plots import heatmap_grid
+
+    configs = [{"d": d, "o": o, "acc_mean": 0.1 * i} for i, (d, o) in
+               enumerate(itertools.product([None, 10, 3], ["sgd", True]))]
+    rows, cols, grid = heatmap_grid(configs, "d", "o", "acc")
+    assert rows == [3, 10, None] and cols == ['sgd', True]  # '"sgd"' < 'true'
+    assert grid[2] == [0.0, 0.1]  # null's row
+
+
+def test_stale_figures_are_replaced_when_the_objective_is_missing(tmp_path):
+    typed_sweep(tmp_path, {"batch": [1, 8]}, ["measure"],
+                lambda p: {"throughput_sps": 100.0 * p["batch"] + p["seed"], "latency_ms_p95": 2.0 / p["batch"]})
+    res = tmp_path / "results"
+    old = report.message_png()
+    for name in PLOTS.values():
+        (res / "plots").mkdir(exist_ok=True)
+        (res / "plots" / f"{name}.png").write_bytes(old)  # an earlier sweep's figures
+    p = run_reports(tmp_path, "eval_accuracy")  # a [measure] sweep has no accuracy
+    assert p.returncode == 0, p.stderr
+    for name in PLOTS.values():
+        f = res / "plots" / f"{name}.png"
+        assert is_png(f) and f.read_bytes() != old, name
+    best = json.loads((res / "best.json").read_text())
+    assert best["available_metrics"] == ["throughput_sps", "latency_ms_p95"]
+    lines = report.report_problem_lines(res)
+    assert "no trial produced the objective eval_accuracy" in lines[1] and "throughput_sps" in lines[1]
+    assert "no trial produced the objective eval_accuracy" in (res / "report/answer.html").read_text()
+
+
+def test_a_measure_only_sweep_reports_on_throughput(tmp_path):
+    typed_sweep(tmp_path, {"batch": [1, 8, 64]}, ["measure"],
+                lambda p: {"throughput_sps": 100.0 * p["batch"] + p["seed"], "latency_ms_p95": 2.0 / p["batch"] + p["seed"]})
+    p = run_reports(tmp_path, "throughput_sps", extra="latency_ms_p95:min")
+    assert p.returncode == 0, p.stderr
+    res = tmp_path / "results"
+    best = json.loads((res / "best.json").read_text())
+    assert best["best"]["params"] == {"batch": 64}
+    assert [r["batch"] for r in report.read_csv(res / "pareto.csv")] == ["64"]
+    page = (res / "report/answer.html").read_text()
+    assert "latency_ms_p95 mean" in page and page.count("data:image/png;base64,") == 4
+    assert report.report_problem_lines(res) == []
+
+
+def test_a_plot_that_cannot_be_written_is_reported_and_the_others_are_drawn(tmp_path):
+    typed_sweep(tmp_path, {"max_depth": [3, None], "opt": ["sgd"], "warm": [False]}, ["train", "eval"], _acc)
+    res = tmp_path / "results"
+    blocker = res / "plots" / "heatmap.png"
+    blocker.mkdir(parents=True)  # a directory where the figure goes: a real write failure
+    p = run_reports(tmp_path, "eval_accuracy")
+    assert p.returncode == 0, p.stderr  # the sweep's trials are fine: the run does not fail
+    for name in ("objective_vs_params", "pareto", "training_curves"):
+        assert is_png(res / "plots" / f"{name}.png"), name
+    lines = report.report_problem_lines(res)
+    assert any("heatmap.png (report_plots)" in line for line in lines), lines
+    page = (res / "report/answer.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # the three that exist
+    assert "No trade-off to show" in page  # no extra objective: no hidden default cost
