@@ -35,10 +35,11 @@ def test_every_rule_runs_a_script_under_scripts():
     assert "python -m snakesweep" not in rules  # no rule bypasses its script
 
 
-def _deploy(tmp_path: Path, grid: dict, steps: list[str] | None = None, window_s: float = 0.4) -> Path:
+def _deploy(tmp_path: Path, grid: dict, steps: list[str] | None = None, window_s: float = 0.4,
+            cooldown_s: float = 0) -> Path:
     """A user's project that uses the workflow as a module (no profiles/, no workflow/ of its own)."""
     checkout = tmp_path / "snakesweep"
-    checkout.mkdir()
+    checkout.mkdir(parents=True)
     copy_workflow(checkout)
     project = tmp_path / "project"
     (project / "config").mkdir(parents=True)
@@ -48,7 +49,8 @@ def _deploy(tmp_path: Path, grid: dict, steps: list[str] | None = None, window_s
         sweep["steps"] = steps
     cfg = {
         "sweep": sweep,
-        "measure": {"batch_size": 8, "warmup_batches": 1, "repeats": 2, "min_window_s": window_s},
+        "measure": {"batch_size": 8, "warmup_batches": 1, "repeats": 2, "min_window_s": window_s,
+                    "cooldown_s": cooldown_s},
         "device": "cpu",
     }
     (project / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -99,8 +101,9 @@ def test_deployed_module_runs_and_measures_one_at_a_time(tmp_path):
 
 def test_two_runs_at_once_never_measure_together(tmp_path):
     """Two sweeps in two directories, started together: the host-wide lock serialises them."""
-    a = _deploy(tmp_path / "a", {"x": [0.5, 1.5, 2.5]}, steps=["measure"])
-    b = _deploy(tmp_path / "b", {"x": [4.5, 5.5, 6.5]}, steps=["measure"])
+    # each measurement holds the host >= 1.5 s (cooldown + window): the two runs must meet
+    a = _deploy(tmp_path / "a", {"x": [0.5, 1.5, 2.5]}, steps=["measure"], window_s=0.5, cooldown_s=1)
+    b = _deploy(tmp_path / "b", {"x": [4.5, 5.5, 6.5]}, steps=["measure"], window_s=0.5, cooldown_s=1)
     env = _env(tmp_path / "measure.lock")
     procs = [subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=p, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in (a, b)]

@@ -146,6 +146,15 @@ def get_script(rule):
 def get_command(step):
     """A command workload's argv template and argument style, as a param of its rule (editing the
     command re-runs that step and what follows it, nothing else)."""
+    text = command_text(step)
+
+    def command(wildcards):  # a function: a plain string's {lr} would be read as a wildcard
+        return text
+
+    return command
+
+
+def command_text(step):
     if not WORKLOAD.command:
         return ""
     c = WORKLOAD.command
@@ -157,11 +166,18 @@ def result_path(trial, step):
 
 
 def get_upstream(step):
-    """The results a step waits for: every selected step before it."""
+    """The results a step waits for: every selected step before it. measure uses the trained
+    model, not the evaluation: it waits for eval (never measuring beside it) but a re-run eval
+    does not make it re-measure (ancient)."""
     before = STEPS[: STEPS.index(step)]
 
     def upstream(wildcards):
-        return {s: result_path(wildcards.trial, s) for s in before}
+        return {
+            s: ancient(result_path(wildcards.trial, s))
+            if (step, s) == ("measure", "eval")
+            else result_path(wildcards.trial, s)
+            for s in before
+        }
 
     return upstream
 
@@ -187,7 +203,12 @@ def get_runtime_min(step):
 
 def get_measure_settings_hash():
     """A change of measurement settings re-runs measure (Snakemake's params trigger)."""
-    return f"{CFG.device}|{CFG.measure.model_dump_json()}|{get_command('measure')}"
+    text = f"{CFG.device}|{CFG.measure.model_dump_json()}|{command_text('measure')}"
+
+    def settings(wildcards):
+        return text
+
+    return settings
 
 
 TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
