@@ -30,7 +30,7 @@ from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
-from snakesweep.report import write_reports_after_failure
+from snakesweep.report import report_problem_lines, write_reports_after_failure
 from snakesweep.workloads import (
     builtin_metrics,
     resolve_workload,
@@ -284,11 +284,19 @@ def write_partial_reports():
     write_reports_after_failure(REPORT, RESULTS, LOGS)
     failed = [r for r in rows if r["status"] == "failed"]
     pending = sum(r["status"] == "pending" for r in rows)
-    logger.error(
-        f"snakesweep: {len(failed)} of {len(rows)} trials failed and {pending} did not finish; "
-        "results/summary.csv lists every trial (status, error); re-run the same command to "
-        "retry failed and missing trials."
-    )
+    if failed or pending:
+        logger.error(
+            f"snakesweep: {len(failed)} of {len(rows)} trials failed and {pending} did not finish; "
+            "results/summary.csv lists every trial (status, error); re-run the same command to "
+            "retry failed and missing trials."
+        )
+    else:
+        logger.error(
+            f"snakesweep: all {len(rows)} trials are ok; a bookkeeping job failed "
+            "(see its log above), not a trial"
+        )
+    for line in report_problem_lines(RESULTS):
+        logger.error(line)
     for row in failed[:20]:
         logger.error(f"  {row['trial']}: {row['error']} (log: {row['error_log']})")
 

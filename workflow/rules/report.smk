@@ -34,15 +34,6 @@ rule report_tables:
         configs=f"{RESULTS}/configs.csv",
         plan=f"{RESULTS}/plan/trials.json",
     output:
-        answer=report(
-            f"{RESULTS}/report/answer.html",
-            caption="../report/answer.rst",
-            labels={
-                "name": "answer",
-                "content": "best configuration, parameter importance, Pareto front",
-            },
-            category="1. Answer",
-        ),
         best=report(
             f"{RESULTS}/best.json",
             caption="../report/best.rst",
@@ -74,7 +65,7 @@ rule report_tables:
         "python {params.script} --summary {input.summary} --configs {input.configs}"
         " --plan {input.plan} --objective {params.objective:q} --direction {params.direction:q}"
         " --extra={params.extra:q} --best {output.best} --pareto {output.pareto}"
-        " --importance {output.importance} --html {output.answer} > {log} 2>&1"
+        " --importance {output.importance} > {log} 2>&1"
 
 
 rule report_plots:
@@ -85,6 +76,15 @@ rule report_plots:
         importance=rules.report_tables.output.importance,
         pareto=rules.report_tables.output.pareto,
     output:
+        answer=report(
+            f"{RESULTS}/report/answer.html",
+            caption="../report/answer.rst",
+            labels={
+                "name": "answer",
+                "content": "best configuration, parameter importance, Pareto front",
+            },
+            category="1. Answer",
+        ),
         objective=report(
             f"{RESULTS}/plots/objective_vs_params.png",
             caption="../report/objective_vs_params.rst",
@@ -125,4 +125,5 @@ rule report_plots:
         " --trials-dir {params.trials_dir:q} --objective {params.objective:q}"
         " --direction {params.direction:q} --extra={params.extra:q}"
         " --out-objective {output.objective} --out-heatmap {output.heatmap}"
-        " --out-pareto {output.pareto} --out-curves {output.curves} > {log} 2>&1"
+        " --out-pareto {output.pareto} --out-curves {output.curves}"
+        " --html {output.answer} > {log} 2>&1"
