@@ -2,126 +2,121 @@
 
 Runs as the `collect` rule, and from the workflow's `onerror` handler after a run with
 failures, so the CSVs always list every planned trial with its status and reason.
+
+The rows come from the sweep state (snakesweep/state.py, the reading status and the preview
+use too): a trial is ``ok`` when every step the plan selected (``plan["steps"]``; all three in
+older plans) has a valid result, ``failed`` at its first failed step (an error record, or a
+corrupt result file: the path and the parse error are the reason), else ``pending``. A corrupt
+file is that trial's problem only: the other trials aggregate as usual, and the next run redoes
+the step (the workflow sets corrupt results aside at parse time: state.reconcile).
+
+summary.csv: ``trial``, ``status``, the parameters (as JSON text: ``null``, ``true``, ``[1, 2]``;
+strings as they are, quoted by the CSV writer when needed; the exact JSON types come back from
+the plan, see report.read_summary), the metrics of the steps that ran (columns derived from the
+records, in step order; nothing for steps that were not selected), ``config_id`` (the
+configuration, joining configs.csv), ``error`` and ``error_log``. It is built as a pandas
+DataFrame, which report.write_configs aggregates into configs.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import math
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .plan import load_plan
-from .results import STEPS, atomic_write_text
+from .results import atomic_write_text
+from .state import SweepState, read_state
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Deprecated: only workflow/rules/report.smk still imports it (workflow_report_settings' list of
+# known metric names). summary.csv's metric columns come from the records, never from this list.
 METRICS = [
-    "train_loss",
-    "train_time_s",
-    "eval_accuracy",
-    "eval_loss",
-    "latency_ms_p50",
-    "latency_ms_p95",
-    "throughput_sps",
-    "peak_mem_mb",
-    "energy_j_per_sample",
-    "energy_source",
+    "train_loss", "train_time_s", "eval_accuracy", "eval_loss", "latency_ms_p50", "latency_ms_p95",
+    "throughput_sps", "peak_mem_mb", "energy_j_per_sample", "energy_source",
 ]
-
-
-def trial_dir(results: Path, trial: str) -> Path:
-    return results / "trials" / trial
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        return None
+BOOKKEEPING = ("trial", "status")
+TRAILER = ("config_id", "error", "error_log")
 
 
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (int, float, str, bool))
 
 
-def error_records(logs: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(step, trial) -> error record, from one scan per step directory; a measurement cycle's
-    record (`{trial}.cycle{k}.error.json`) counts for its trial's measure step."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for step in STEPS:
-        directory = logs / step
-        if directory.is_dir():
-            for path in sorted(directory.glob("*.error.json")):
-                record = _load(path)
-                if record is not None:
-                    found.setdefault((step, path.name.split(".", 1)[0]), record)
-    return found
-
-
-def trial_row(trial: dict[str, Any], results: Path, errors: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
-    """Status is read off the files alone: a result is `ok`, an error record `failed`, else `pending`."""
-    tid = trial["trial"]
-    row: dict[str, Any] = {"trial": tid, "status": "pending", **trial["params"]}
-    for step in STEPS:
-        record = _load(trial_dir(results, tid) / f"{step}.json")
-        if record is None:
-            error = errors.get((step, tid))
-            if error is not None:
-                row["status"] = "failed"
-                row["error"] = f"{step}: {error['type']}: {error['message']}"
-                row["error_log"] = error.get("log", "")
-            return row
-        row.update({k: v for k, v in record["metrics"].items() if _scalar(v)})
-    row["status"] = "ok"
+def trial_row(state: SweepState, trial: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One summary row: status and reason from the state, the metrics of every selected step
+    that has a valid result (scalars only; lists such as a training history stay in the JSON)."""
+    status, cell = state.trial_status(trial)
+    row: dict[str, Any] = {"trial": trial, "status": status, **params}
+    for step in state.steps:
+        rec = state.cells[trial][step].record
+        if rec is not None and state.cells[trial][step].state in ("done", "stale"):
+            row.update({k: v for k, v in rec["metrics"].items() if _scalar(v) and k not in TRAILER + BOOKKEEPING})
+    row["error"], row["error_log"] = "", ""
+    if status == "failed" and cell is not None:
+        if cell.corrupt:
+            row["error"] = f"{cell.step}: {cell.reason}"
+            row["error_log"] = cell.result or ""
+        else:
+            err = cell.error or {}
+            row["error"] = f"{cell.step}: {err.get('type') or 'error'}: {err.get('message') or ''}"
+            row["error_log"] = err.get("log") or cell.log or ""
     return row
 
 
-def _fmt(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
+def summary_table(plan: dict[str, Any], state: SweepState) -> "pd.DataFrame":
+    """The typed summary: one row per planned trial, object columns (None stays None, 3 stays
+    3), columns in the order summary.csv has them."""
+    import pandas as pd
 
+    from .report import config_id
 
-def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _fmt(row.get(c)) for c in columns})
-    return buf.getvalue()
-
-
-def summary_columns(rows: list[dict[str, Any]], param_names: list[str]) -> list[str]:
-    fixed = ["trial", "status", *param_names, *METRICS]
-    extra: dict[str, None] = {}
+    names = list(plan.get("param_names") or [])
+    rows = []
+    for t in plan["trials"]:
+        row = trial_row(state, t["trial"], {n: t["params"].get(n) for n in names})
+        row["config_id"] = config_id(t["params"])
+        rows.append(row)
+    metrics: dict[str, None] = {}
     for row in rows:
         for key in row:
-            if key not in fixed and key not in ("error", "error_log"):
-                extra.setdefault(key, None)
-    return [*fixed, *extra, "error", "error_log"]
+            if key not in BOOKKEEPING and key not in TRAILER and key not in names:
+                metrics.setdefault(key, None)
+    columns = [*BOOKKEEPING, *names, *metrics, *TRAILER]
+    data = {c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns}
+    return pd.DataFrame(data, columns=columns)
 
 
-def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summary: str | Path, configs: str | Path) -> list[dict[str, Any]]:
-    from .report import config_rows
+def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summary: str | Path,
+            configs: str | Path, root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Write summary.csv and configs.csv; return the summary rows (dicts, typed values).
+
+    `results` and `logs` are paths as the rules name them, relative to `root` (default: the
+    current directory, where Snakemake runs)."""
+    from . import report
 
     plan = load_plan(plan_path)
     results, logs = Path(results), Path(logs)
-    errors = error_records(logs)
-    rows = [trial_row(t, results, errors) for t in plan["trials"]]
-    columns = summary_columns(rows, plan["param_names"])
-    summary_text = to_csv(rows, columns)
-    atomic_write_text(summary, summary_text)
-    metrics = [c for c in columns[len(plan["param_names"]) + 2 :] if c not in ("error", "error_log")]
-    # configs are computed from the CSV's own text so both files agree cell for cell
-    text_rows = list(csv.DictReader(io.StringIO(summary_text)))
-    groups = config_rows(text_rows, plan["param_names"], metrics)
-    cfg_columns = list(groups[0].keys()) if groups else []
-    atomic_write_text(configs, to_csv(groups, cfg_columns))
-    return rows
+    if root is None:  # paths in the rows are relative to the directory that holds results/
+        root = results.parent if results.is_absolute() else Path(".")
+    root = Path(root)
+    results = Path(os.path.relpath(results, root)) if results.is_absolute() else results
+    logs = Path(os.path.relpath(logs, root)) if logs.is_absolute() else logs
+    state = read_state(root, results=str(results), logs=str(logs), plan=plan, processes=False,
+                       benchmarks=False, keep_records=True)
+    table = summary_table(plan, state)
+    names = list(plan.get("param_names") or [])
+    atomic_write_text(summary, report.csv_text(table, names))
+    if hasattr(report, "write_configs"):
+        report.write_configs(table, names, configs)
+    else:  # pragma: no cover - until report.write_configs exists everywhere
+        rows = report.config_rows(table.to_dict("records"), names)
+        report.write_csv(configs, rows, list(rows[0]) if rows else [])
+    return table.to_dict("records")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", required=True)
     ap.add_argument("--configs", required=True)
     a = ap.parse_args(argv)
-    results = a.results or Path(a.plan).resolve().parents[1]  # results/plan/trials.json -> results
+    results = a.results or str(Path(a.plan).parent.parent)  # results/plan/trials.json -> results
     rows = collect(a.plan, results, a.logs, a.summary, a.configs)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "pending")}
-    print(f"snakesweep: {len(rows)} trials: {counts['ok']} ok, {counts['failed']} failed, {counts['pending']} pending")
+    corrupt = sum(": corrupt: " in (r.get("error") or "") for r in rows)
+    print(f"snakesweep: {len(rows)} trials: {counts['ok']} ok, {counts['failed']} failed"
+          + (f" ({corrupt} with a corrupt result file)" if corrupt else "") + f", {counts['pending']} pending")
     return 0
 
 

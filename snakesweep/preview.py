@@ -13,21 +13,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
+
+from .state import benchmark_seconds
 
 SERIAL_STEPS = ("measure",)
 MAX_RECORDS_PER_STEP = 300
-
-
-def _seconds(path: str) -> float | None:
-    try:
-        with open(path) as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-            col = header.index("s")
-            vals = [float(line.split("\t")[col]) for line in fh if line.strip()]
-    except (OSError, ValueError, IndexError):
-        return None
-    return sum(vals) / len(vals) if vals else None
 
 
 def benchmark_means(
@@ -41,7 +32,7 @@ def benchmark_means(
                 paths = [e.path for e in it if e.name.endswith(".tsv")]
         except OSError:
             continue
-        vals = [v for v in (_seconds(p) for p in sorted(paths)[:max_records]) if v is not None]
+        vals = [v for v in (benchmark_seconds(p) for p in sorted(paths)[:max_records]) if v is not None]
         if vals:
             out[step] = (sum(vals) / len(vals), len(vals))
     return out
@@ -64,8 +55,8 @@ def format_preview(
 ) -> str:
     """Two or three lines: the plan's size and the estimated wall time.
 
-    ``jobs_per_step`` counts the jobs still to run per step (planned minus those whose result
-    exists; Snakemake may re-run more when code or parameters changed). ``done_per_step``
+    ``jobs_per_step`` counts the jobs still to run per step (:func:`jobs_to_run`: missing,
+    interrupted, and stale results, as Snakemake will see them). ``done_per_step``
     optionally gives the jobs that already have a result, shown for context.
     """
     cores = max(1, int(cores or 1))
@@ -100,55 +91,38 @@ def format_preview(
     return "\n".join(lines)
 
 
-def count_outputs(trials: Iterable[str], steps: Iterable[str], results: str | Path) -> dict[str, int]:
-    """{step: trials whose result JSON exists} (one stat per trial and step)."""
-    trials = list(trials)
-    base = Path(results) / "trials"
-    return {s: sum(1 for t in trials if os.path.exists(base / t / f"{s}.json")) for s in steps}
-
-
 def jobs_to_run(
-    trials: Iterable[str], steps: Iterable[str], results: str | Path, jobs_per_trial: Mapping[str, int] | None = None
+    trials: Iterable[str],
+    steps: Iterable[str],
+    results: str | Path,
+    jobs_per_trial: Mapping[str, int] | None = None,
+    *,
+    plan: Mapping[str, Any] | None = None,
+    sources: Mapping[str, Iterable[str]] | None = None,
+    data_marker: str | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """({step: jobs to run}, {step: jobs already done}), as Snakemake will see it by files.
+    """({step: jobs Snakemake will run}, {step: jobs already done}) for the trials and steps
+    about to run, from the sweep state (snakesweep/state.py: the same reading as status and
+    collect). `results` is the results directory (its parent is the sweep directory).
 
-    A trial whose last step has its result needs nothing (Snakemake does not redo a missing
-    intermediate file when the final one exists); otherwise each step without its result is
-    a job. A step with several jobs per trial (``measure`` with ``measure.cycles: N``) counts
-    its finished cycle outputs (results/trials/{trial}/cycles/{step}.{cycle}.json). Changed
-    code or parameters can make Snakemake re-run more than this.
+    `plan` is the plan the configuration about to run would write: with it, a settings change
+    (measure settings, device, a command) counts the jobs Snakemake re-runs for it; `sources`
+    ({step: files}, "prepare" included) and `data_marker` are the rules' inputs, so an edited
+    workload file counts every step it feeds. `jobs_per_trial` ({"measure": cycles}) is used when
+    no `plan` is given.
     """
-    trials = list(trials)
-    steps = list(steps)
-    base = Path(results) / "trials"
-    per = {s: max(1, int((jobs_per_trial or {}).get(s, 1))) for s in steps}
-    todo = dict.fromkeys(steps, 0)
-    done = dict.fromkeys(steps, 0)
-    try:
-        started = set(os.listdir(base))  # one listing instead of a stat per trial and step
-    except OSError:
-        started = set()
-    for t in trials:
-        if t not in started:
-            for s in steps:
-                todo[s] += per[s]
-            continue
-        have = {s: os.path.exists(base / t / f"{s}.json") for s in steps}
-        if steps and have[steps[-1]]:
-            for s in steps:
-                done[s] += per[s]
-            continue
-        for s in steps:
-            n_done = per[s] if have[s] else 0
-            if not have[s] and per[s] > 1:
-                try:
-                    names = os.listdir(base / t / "cycles")
-                except OSError:
-                    names = []
-                n_done = min(per[s], sum(1 for n in names if n.startswith(f"{s}.") and n.endswith(".json")))
-            done[s] += n_done
-            todo[s] += per[s] - n_done
-    return todo, done
+    from .state import jobs_to_run as state_jobs
+    from .state import read_state
+
+    results = Path(results)
+    cycles = int((jobs_per_trial or {}).get("measure", 0)) or None
+    state = read_state(
+        results.parent, results=results.name, trials=trials, steps=steps, cycles=cycles,
+        current_plan=dict(plan) if plan is not None else None,
+        sources={k: list(v) for k, v in sources.items()} if sources is not None else None,
+        data_marker=data_marker, processes=False, benchmarks=False,
+    )
+    return state_jobs(state)
 
 
 def show_preview(
@@ -157,15 +131,22 @@ def show_preview(
     steps: Iterable[str],
     results: str | Path,
     jobs_per_trial: Mapping[str, int] | None = None,
+    *,
+    plan: Mapping[str, Any] | None = None,
+    sources: Mapping[str, Iterable[str]] | None = None,
+    data_marker: str | None = None,
 ) -> str:
     """Print the preview through Snakemake's logger (stderr), from the main process only.
 
-    Returns the text (empty when not printed). Never raises: a preview must not stop a run.
+    Called at parse time after snakesweep.state.reconcile (which set corrupt results aside and
+    kept finished ones), so the counts are the jobs the run then starts. Returns the text (empty
+    when not printed). Never raises: a preview must not stop a run.
     """
     try:
         if not getattr(workflow, "is_main_process", True):
             return ""
-        todo, done = jobs_to_run(trials, steps, results, jobs_per_trial)
+        todo, done = jobs_to_run(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
+                                 data_marker=data_marker)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
         text = format_preview(len(trials), todo, Path(results) / "benchmarks", cores, done)
         try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snakesweep.preview import benchmark_means, count_outputs, format_preview, human_duration, jobs_to_run, show_preview
+from snakesweep.preview import benchmark_means, format_preview, human_duration, jobs_to_run, show_preview
+from state_helpers import write_result
 
 
 def _bench(root: Path, step: str, trial: str, *secs: float) -> None:
@@ -60,24 +61,24 @@ class _Workflow:
 
 def test_show_preview_only_in_the_main_process(tmp_path, capsys):
     results = tmp_path / "results"
-    (results / "trials" / "t1").mkdir(parents=True)
-    (results / "trials" / "t1" / "train.json").write_text("{}")
-    assert count_outputs(["t1", "t2"], ["train", "eval"], results) == {"train": 1, "eval": 0}
+    write_result(tmp_path, "t1", "train")
     assert show_preview(_Workflow(main=False), ["t1", "t2"], ["train", "eval"], results) == ""
     text = show_preview(_Workflow(main=True), ["t1", "t2"], ["train", "eval"], results)
     assert "2 trials" in text and "train 1, eval 2" in text and "1 already have results" in text
     # a trial whose last step is done needs nothing, even with an intermediate missing
-    (results / "trials" / "t2").mkdir()
-    (results / "trials" / "t2" / "eval.json").write_text("{}")
+    write_result(tmp_path, "t2", "eval")
     assert jobs_to_run(["t1", "t2"], ["train", "eval"], results) == ({"train": 0, "eval": 1}, {"train": 2, "eval": 1})
 
 
 def test_measure_cycles_multiply_measure_jobs(tmp_path):
     results = tmp_path / "results"
-    (results / "trials" / "t1" / "cycles").mkdir(parents=True)
-    (results / "trials" / "t1" / "cycles" / "measure.0.json").write_text("{}")
-    (results / "trials" / "t2").mkdir(parents=True)
-    (results / "trials" / "t2" / "measure.json").write_text("{}")
+    write_result(tmp_path, "t1", "train", age_s=10)
+    write_result(tmp_path, "t1", "measure", rel="results/trials/t1/cycles/measure.0.json")
+    write_result(tmp_path, "t2", "measure")
     todo, done = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
     # t1: 2 cycles left, t2: all done (its last result exists), t3: everything left
-    assert todo == {"train": 2, "measure": 5} and done == {"train": 1, "measure": 4}
+    assert todo == {"train": 1, "measure": 5} and done == {"train": 2, "measure": 4}
+    # without its training, t1's trained model is made again: every cycle is measured again
+    (results / "trials/t1/train.json").unlink()
+    todo, _ = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
+    assert todo == {"train": 2, "measure": 6}

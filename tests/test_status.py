@@ -15,26 +15,12 @@ from pathlib import Path
 import pytest
 
 from snakesweep.status import decode_marker, format_text, sweep_status
+from state_helpers import marker as _marker
+from state_helpers import touch as _touch
+from state_helpers import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 TRIALS = [f"{i:010x}" for i in range(4)]
-
-
-def _marker(root: Path, output: str) -> Path:
-    """An incomplete marker exactly as Snakemake's file persistence writes it."""
-    p = root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(output.encode()).decode()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"external_jobid": None}))
-    return p
-
-
-def _touch(path: Path, text: str = "", age_s: float = 0.0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if age_s:
-        t = time.time() - age_s
-        os.utime(path, (t, t))
-    return path
 
 
 def make_tree(root: Path) -> None:
@@ -44,7 +30,7 @@ def make_tree(root: Path) -> None:
             "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(TRIALS)]}
     _touch(root / "results/plan/trials.json", json.dumps(plan))
     for step, secs in (("train", 10.0), ("eval", 2.0), ("measure", 4.0)):
-        _touch(root / f"results/trials/{TRIALS[0]}/{step}.json", "{}", age_s=100)
+        write_result(root, TRIALS[0], step, age_s=100)
         _touch(root / f"logs/{step}/{TRIALS[0]}.log", "ok", age_s=100)
         _touch(root / f"results/benchmarks/{step}/{TRIALS[0]}.tsv",
                f"s\th:m:s\tmax_rss\n{secs}\t0:00:{int(secs):02d}\t100\n", age_s=100)
@@ -52,7 +38,7 @@ def make_tree(root: Path) -> None:
     _touch(root / f"logs/train/{TRIALS[1]}.error.json", json.dumps(
         {"trial": TRIALS[1], "step": "train", "type": "ValueError", "message": "lr must be positive",
          "traceback_tail": "...", "reason": "exception", "time": "2024-01-01T00:00:00Z"}), age_s=50)
-    _touch(root / f"results/trials/{TRIALS[2]}/train.json", "{}", age_s=30)
+    write_result(root, TRIALS[2], "train", age_s=30)
     _touch(root / f"logs/eval/{TRIALS[2]}.log", "epoch 1", age_s=1)
     _marker(root, f"results/trials/{TRIALS[2]}/eval.json")
 
@@ -76,10 +62,31 @@ def test_counts_failure_and_interrupted_without_a_live_run(tmp_path):
     assert "failed (1)" in text
 
 
+class _LiveSnakemake:
+    """A lock in .snakemake/locks and a process whose argv names snakemake, working in `root`:
+    what a running Snakemake instance looks like from outside."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __enter__(self):
+        self.lock = _touch(self.root / ".snakemake/locks/0.input.lock", "x")
+        fake = _touch(self.root / "bin" / "snakemake", "sleep 30\n")
+        self.proc = subprocess.Popen(["/bin/sh", str(fake)], cwd=self.root)
+        time.sleep(0.2)
+        return self.proc
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+        self.lock.unlink()
+
+
 def test_marker_with_recent_log_is_running_and_eta_uses_benchmarks(tmp_path):
     make_tree(tmp_path)
     now = time.time()
-    st = sweep_status(tmp_path, recent_s=120, now=now)
+    with _LiveSnakemake(tmp_path):
+        st = sweep_status(tmp_path, recent_s=120, now=now)
     assert st["steps"]["eval"]["running"] == 1
     (r,) = st["running"]
     assert (r["trial"], r["step"]) == (TRIALS[2], "eval")
@@ -90,13 +97,19 @@ def test_marker_with_recent_log_is_running_and_eta_uses_benchmarks(tmp_path):
     assert "ETA" in format_text(st)
 
 
-def test_fallback_without_markers_uses_log_activity(tmp_path):
+def test_fallback_without_markers_uses_log_activity_under_a_foreign_lock(tmp_path):
+    """A lock but no Snakemake process on this host (a run on another host of a shared file
+    system) and no markers to go by: a recent log is the only sign of a running job."""
     make_tree(tmp_path)
     shutil.rmtree(tmp_path / ".snakemake")
+    _touch(tmp_path / ".snakemake/locks/0.input.lock", "x")
     st = sweep_status(tmp_path, recent_s=120)
     assert st["markers"].startswith("none")
     assert st["steps"]["eval"]["running"] == 1
     assert sweep_status(tmp_path, recent_s=0.5)["steps"]["eval"]["pending"] == 2
+    # with no lock at all nothing runs here, however recent a log
+    shutil.rmtree(tmp_path / ".snakemake")
+    assert sweep_status(tmp_path, recent_s=120)["steps"]["eval"]["running"] == 0
 
 
 def test_stale_lock_is_not_a_running_snakemake(tmp_path):
@@ -132,14 +145,15 @@ def test_measure_cycles_are_counted_per_trial(tmp_path):
     t0, t3 = TRIALS[0], TRIALS[3]
     # trial 3: trained and evaluated; cycle 0 measured, cycle 1 failed, cycle 2 running
     for step in ("train", "eval"):
-        _touch(tmp_path / f"results/trials/{t3}/{step}.json", "{}", age_s=20)
-    _touch(tmp_path / f"results/trials/{t3}/cycles/measure.0.json", "{}", age_s=10)
+        write_result(tmp_path, t3, step, age_s=20)
+    write_result(tmp_path, t3, "measure", rel=f"results/trials/{t3}/cycles/measure.0.json", age_s=10)
     _touch(tmp_path / f"results/benchmarks/measure/{t3}.cycle0.tsv", "s\th:m:s\n6.0\t0:00:06\n", age_s=10)
     _touch(tmp_path / f"logs/measure/{t3}.cycle1.error.json", json.dumps(
         {"type": "Timeout", "message": "measure ran longer than timeout_s.measure", "reason": "timeout"}), age_s=5)
     _touch(tmp_path / f"logs/measure/{t3}.cycle2.log", "warming up", age_s=1)
     _marker(tmp_path, f"results/trials/{t3}/cycles/measure.2.json")
-    st = sweep_status(tmp_path, recent_s=120)
+    with _LiveSnakemake(tmp_path):
+        st = sweep_status(tmp_path, recent_s=120)
     ms = st["steps"]["measure"]
     assert ms["running"] == 1 and ms["done"] == 1  # trial 0 is done (measure.json exists)
     assert ms["mean_duration_s"] == pytest.approx((4.0 + 6.0) / 2)  # one job per record
@@ -188,6 +202,14 @@ def test_status_command_never_writes(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
+WRITE_RECORD = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from state_helpers import record
+trial, step, out = sys.argv[1:4]
+open(out, "w").write(json.dumps(record(trial, step)))
+"""
+
 SNAKEFILE = """
 TR = {trials!r}
 rule all:
@@ -196,12 +218,12 @@ rule train:
     output: "results/trials/{{t}}/train.json"
     log: "logs/train/{{t}}.log"
     benchmark: "results/benchmarks/train/{{t}}.tsv"
-    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; sleep {sleep}; echo '{{{{}}}}' > {{output}}"
+    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; sleep {sleep}; {py} write_record.py {{wildcards.t}} train {{output}}"
 rule eval:
     input: "results/trials/{{t}}/train.json"
     output: "results/trials/{{t}}/eval.json"
     log: "logs/eval/{{t}}.log"
-    shell: "echo start > {{log}}; echo '{{{{}}}}' > {{output}}"
+    shell: "echo start > {{log}}; {py} write_record.py {{wildcards.t}} eval {{output}}"
 """
 
 
@@ -212,7 +234,8 @@ def test_status_during_a_real_snakemake_run(tmp_path):
     plan = {"schema_version": 1, "sweep_name": "live", "param_names": ["seed"],
             "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(trials)]}
     _touch(tmp_path / "results/plan/trials.json", json.dumps(plan))
-    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(trials=trials, bad=trials[1], sleep=6))
+    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(trials=trials, bad=trials[1], sleep=6, py=sys.executable))
+    (tmp_path / "write_record.py").write_text(WRITE_RECORD.format(repo=str(REPO / "tests")))
     smk = Path(sys.executable).with_name("snakemake")
     proc = subprocess.Popen([str(smk), "--cores", "2", "--keep-going", "-q"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
