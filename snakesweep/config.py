@@ -21,13 +21,14 @@ from pydantic import (
     model_validator,
 )
 
-STEPS = ("train", "eval", "measure")
+from .errors import ConfigError  # noqa: F401  (re-exported: the error every caller catches)
+from .params import non_finite as _non_finite
+from .results import STEPS
+
 StepName = Literal["train", "eval", "measure"]
 CommandStep = Literal["prepare", "train", "eval", "measure"]
 
 
-class ConfigError(Exception):
-    """A mistake in the sweep file: the message names the file, the key and the fix."""
 
 
 class _Strict(BaseModel):
@@ -79,16 +80,6 @@ GridAxis = Annotated[
         custom_error_message="a grid axis is a list of values, {log: [low, high], num: N} or {lin: [low, high], num: N}",
     ),
 ]
-
-
-def _non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return any(_non_finite(v) for v in value)
-    if isinstance(value, dict):
-        return any(_non_finite(v) for v in value.values())
-    return False
 
 
 class CommandWorkload(_Strict):
@@ -146,12 +137,192 @@ WorkloadSpec = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- search (issue 10)
+# `space:` dimensions for random / sobol / halving / optuna. Each maps a point of the unit
+# interval onto a value (snakesweep/space.py), so scipy's Sobol points, numpy's random points and
+# Optuna's suggestions all go through one definition of the space.
+
+
+def _ordered_bounds(v: tuple[float, float]) -> tuple[float, float]:
+    if not v[0] < v[1]:
+        if v[0] == v[1]:
+            raise ValueError(
+                f"the range [{v[0]:g}, {v[1]:g}] is empty (fix: widen it, or put the single value in sweep.fixed)"
+            )
+        raise ValueError(f"the bounds [{v[0]:g}, {v[1]:g}] are in the wrong order (fix: write [low, high])")
+    if _non_finite(list(v)):
+        raise ValueError("a bound is NaN or infinite (fix: use finite numbers)")
+    return v
+
+
+class UniformDim(_Strict):
+    """A float drawn evenly between the bounds."""
+
+    uniform: tuple[float, float]
+
+    @field_validator("uniform")
+    @classmethod
+    def _bounds(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _ordered_bounds(v)
+
+
+class LogUniformDim(_Strict):
+    """A float drawn evenly in log space (learning rates, weight decay): bounds > 0."""
+
+    loguniform: tuple[float, float]
+
+    @field_validator("loguniform")
+    @classmethod
+    def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] <= 0 or v[1] <= 0:
+            raise ValueError(f"log of a non-positive bound: loguniform bounds must be > 0, got [{v[0]:g}, {v[1]:g}]")
+        return _ordered_bounds(v)
+
+
+class IntDim(_Strict):
+    """An integer between the bounds, both included; `log: true` draws evenly in log space (bounds >= 1)."""
+
+    int_: tuple[int, int] = Field(alias="int")
+    log: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("int_", mode="before")
+    @classmethod
+    def _whole(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)) and any(isinstance(b, float) and b != int(b) for b in v if not isinstance(b, bool)):
+            raise ValueError("int bounds must be whole numbers (fix: use uniform for a float)")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> "IntDim":
+        _ordered_bounds(self.int_)
+        if self.log and self.int_[0] < 1:
+            raise ValueError(f"log of a non-positive bound: with log: true the int bounds must be >= 1, got {list(self.int_)}")
+        return self
+
+
+class ChoiceDim(_Strict):
+    """One of the listed values (strings, numbers, booleans, null), each equally likely."""
+
+    choice: list[Any] = Field(min_length=1)
+
+    @field_validator("choice")
+    @classmethod
+    def _distinct(cls, v: list[Any]) -> list[Any]:
+        if _non_finite(v):
+            raise ValueError("NaN and infinity cannot be parameter values (fix: use a finite number or a string)")
+        if any(isinstance(c, (list, dict)) for c in v):
+            raise ValueError("a choice is a scalar: a string, number, boolean or null (fix: name the option with a string)")
+        keys = [(type(c).__name__, c) for c in v]
+        if len(set(keys)) != len(keys):
+            raise ValueError("the choices repeat a value (fix: list each value once)")
+        return v
+
+
+_DIM_TAGS = ("uniform", "loguniform", "int", "choice")
+
+
+def _dim_kind(value: Any) -> str | None:
+    for cls, tag in ((UniformDim, "uniform"), (LogUniformDim, "loguniform"), (IntDim, "int"), (ChoiceDim, "choice")):
+        if isinstance(value, cls):
+            return tag
+    if isinstance(value, dict):
+        found = [t for t in _DIM_TAGS if t in value]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+SpaceDim = Annotated[
+    Union[
+        Annotated[UniformDim, Tag("uniform")],
+        Annotated[LogUniformDim, Tag("loguniform")],
+        Annotated[IntDim, Tag("int")],
+        Annotated[ChoiceDim, Tag("choice")],
+    ],
+    Discriminator(
+        _dim_kind,
+        custom_error_type="space_dim",
+        custom_error_message=(
+            "a space dimension is one of {uniform: [low, high]}, {loguniform: [low, high]}, "
+            "{int: [low, high], log: false} or {choice: [a, b, ...]}"
+        ),
+    ),
+]
+
+
+def _grid_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "axes"
+    if isinstance(value, list):
+        return "grids"
+    return None
+
+
+# `grid:` is one mapping of axes (the cartesian product), or a list of them (their union,
+# de-duplicated): backend-scoped dimensions, e.g. one grid for sgd with momentum, one for adam.
+GridSpec = Annotated[
+    Union[
+        Annotated[dict[str, GridAxis], Tag("axes")],
+        Annotated[list[dict[str, GridAxis]], Tag("grids"), Field(min_length=1)],
+    ],
+    Discriminator(
+        _grid_kind,
+        custom_error_type="grid",
+        custom_error_message="sweep.grid is a mapping of axes, or a list of such mappings (their union)",
+    ),
+]
+
+SEARCH_METHODS = ("grid", "random", "sobol", "halving", "optuna")
+ROUND_METHODS = ("halving", "optuna")  # methods whose later trials depend on earlier results
+
+
+class Budget(_Strict):
+    """Successive halving's resource ladder: `param` (a workload parameter, e.g. epochs) grows by
+    `eta` each round from `min` to `max`; the best 1/eta of a round go on to the next."""
+
+    param: str = Field(min_length=1)
+    min: float = Field(gt=0)
+    max: float = Field(gt=0)
+    eta: int = Field(default=3, ge=2)
+
+    @model_validator(mode="after")
+    def _ladder(self) -> "Budget":
+        if _non_finite([self.min, self.max]):
+            raise ValueError("budget bounds must be finite numbers")
+        if not self.min < self.max:
+            raise ValueError(
+                f"budget min ({self.min:g}) must be below max ({self.max:g}) (fix: e.g. min: 1, max: 27)"
+            )
+        if self.max / self.min < self.eta:
+            raise ValueError(
+                f"budget max/min = {self.max / self.min:g} is below eta = {self.eta}: there would be a "
+                "single round (fix: widen the budget range or lower eta)"
+            )
+        return self
+
+
+class Search(_Strict):
+    """How trials are chosen (snakesweep/search.py). `grid` is today's cartesian sweep."""
+
+    method: Literal["grid", "random", "sobol", "halving", "optuna"] = "grid"
+    n_trials: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    budget: Budget | None = None
+    rounds: int | None = Field(default=None, ge=1)
+    batch: int | None = Field(default=None, ge=1)
+
+
 class Sweep(_Strict):
     name: str = Field(min_length=1)
     workload: WorkloadSpec
     steps: list[StepName] = Field(default_factory=lambda: list(STEPS), min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, GridAxis] = Field(default_factory=dict)
+    grid: GridSpec = Field(default_factory=dict)
+    # issue 10: how trials are chosen, the space random/sobol/halving/optuna draw from, named variants
+    search: Search = Field(default_factory=Search)
+    space: dict[str, SpaceDim] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
@@ -178,8 +349,9 @@ class Sweep(_Strict):
 
     @field_validator("grid")
     @classmethod
-    def _finite_grid(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name, axis in v.items():
+    def _finite_grid(cls, v: Any) -> Any:
+        grids = v if isinstance(v, list) else [v]
+        for name, axis in (item for g in grids for item in g.items()):
             values = axis if isinstance(axis, list) else [*getattr(axis, "log", ()), *getattr(axis, "lin", ())]
             if _non_finite(values):
                 raise ValueError(
@@ -198,6 +370,66 @@ class Sweep(_Strict):
                     f"{missing[0]!r} entry (fix: add command.{missing[0]}: [...], or drop it from sweep.steps)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _search_fits_method(self) -> "Sweep":
+        """Every search key belongs to a method; one that the chosen method would ignore is an
+        error, so a sweep never silently runs something else than the file says (issue 10)."""
+        s, method = self.search, self.search.method
+        uses = _SEARCH_KEYS.get(method, set())
+        for key in ("n_trials", "budget", "rounds", "batch"):
+            if getattr(s, key) is not None and key not in uses:
+                raise ValueError(
+                    f"search.{key} has no meaning for method {method!r} (fix: remove it, or choose a method "
+                    f"that uses it: {', '.join(m for m, k in _SEARCH_KEYS.items() if key in k)})"
+                )
+        for key in sorted(uses - {"n_trials"} if method == "halving" else uses):  # halving: n_trials checked below
+            if getattr(s, key) is None:
+                raise ValueError(f"search method {method!r} needs search.{key} (fix: add it, see config/README.md)")
+        grids = self.grid if isinstance(self.grid, list) else [self.grid] if self.grid else []
+        if method == "grid" and self.space:
+            raise ValueError("sweep.space is drawn from by search.method random, sobol, halving or optuna "
+                             "(fix: set search.method, or write the values as sweep.grid axes)")
+        if method in ("random", "sobol", "optuna") and grids:
+            raise ValueError(f"search method {method!r} draws from sweep.space, not sweep.grid (fix: move the "
+                             "axes to sweep.space as distributions, or use method grid or halving)")
+        if method in ("random", "sobol", "optuna") and not self.space:
+            raise ValueError(f"search method {method!r} needs sweep.space (fix: add e.g. space: {{lr: {{loguniform: [1.0e-4, 1.0e-1]}}}})")
+        if method == "halving":
+            if bool(grids) == bool(self.space):
+                raise ValueError("halving starts from sweep.space (n_trials points) or from sweep.grid's points, "
+                                 "exactly one of them (fix: keep one)")
+            if self.space and s.n_trials is None:
+                raise ValueError("halving from sweep.space needs search.n_trials, the number of points in round 0 (fix: add it)")
+            if grids and s.n_trials is not None:
+                raise ValueError("halving from sweep.grid runs every grid point in round 0; search.n_trials has no "
+                                 "meaning then (fix: remove it)")
+            assert s.budget is not None
+            clash = [w for w, names in (("sweep.space", self.space), ("sweep.fixed", _flat_keys(self.fixed)),
+                                        *((f"sweep.grid", g) for g in grids)) if s.budget.param in names]
+            if clash:
+                raise ValueError(f"the budget parameter {s.budget.param!r} is set by the search's ladder; it cannot "
+                                 f"also be in {clash[0]} (fix: remove it there)")
+        if method in ROUND_METHODS and (self.experiments or self.exclude):
+            raise ValueError(f"search method {method!r} chooses its trials in rounds; sweep.experiments and "
+                             "sweep.exclude apply to grid, random and sobol only (fix: remove them)")
+        fixed = _flat_keys(self.fixed)
+        for name in self.space:
+            if name == "seed" or name in fixed:
+                where = "sweep.seeds" if name == "seed" else "sweep.fixed"
+                raise ValueError(f"space dimension {name!r} is also set by {where} (fix: keep one of them)")
+        return self
+
+
+_SEARCH_KEYS = {"random": {"n_trials"}, "sobol": {"n_trials"}, "halving": {"n_trials", "budget"},
+                "optuna": {"rounds", "batch"}}
+
+
+def _flat_keys(params: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for key, value in params.items():
+        out |= _flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return out
 
 
 class MeasureSettings(_Strict):
@@ -256,13 +488,41 @@ class FailurePolicy(_Strict):
     max_failure_rate: float | None = Field(default=None, gt=0, le=1)
 
 
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class SweepConfig(_Strict):
     sweep: Sweep
+    # issue 10: the named variant of sweep.variants to run (`--config variant=small`)
+    variant: str | None = None
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     timeout_s: Timeouts = Field(default_factory=Timeouts)
     failures: FailurePolicy = Field(default_factory=FailurePolicy)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_variant(cls, raw: Any) -> Any:
+        """`variant: small` merges sweep.variants.small over sweep (mappings key by key, anything
+        else replaced) before validation, so a variant is checked exactly like a whole sweep."""
+        if not isinstance(raw, dict) or raw.get("variant") is None:
+            return raw
+        sweep, name = raw.get("sweep"), raw["variant"]
+        variants = sweep.get("variants") if isinstance(sweep, dict) else None
+        if not isinstance(variants, dict) or name not in variants:
+            known = ", ".join(map(str, variants)) if isinstance(variants, dict) and variants else "none defined"
+            raise ValueError(f"variant {name!r} is not in sweep.variants (fix: use one of: {known})")
+        over = variants[name]
+        if not isinstance(over, dict):
+            raise ValueError(f"sweep.variants.{name} must be a mapping of sweep keys to override")
+        if "variants" in over:
+            raise ValueError(f"sweep.variants.{name} cannot define variants itself")
+        return {**raw, "sweep": _deep_merge(sweep, over)}
 
 
 _FIXES = {
@@ -274,6 +534,8 @@ _FIXES = {
     "greater_than": "use a larger value",
     "grid_axis": "write the axis as one of those forms",
     "workload": "write the workload as one of those forms",
+    "space_dim": "write the dimension as one of those forms",
+    "grid": "write the grid as one of those forms",
     "value_error": "see config/README.md for this key",
 }
 
@@ -281,10 +543,15 @@ _FIXES = {
 def _loc(loc: tuple[Any, ...]) -> str:
     # pydantic puts a grid axis's union tag into the location; the user never wrote it.
     # likewise the workload's tag (module/command) right after 'workload'
+    # (issue 10) and the grid's own tag (one mapping or a list of them), a list grid's index
+    # before the axis tag, and a space dimension's tag
+    loc = tuple(p for i, p in enumerate(loc) if not (i >= 1 and loc[i - 1] == "grid" and p in ("axes", "grids")))
     parts = [
         str(p)
         for i, p in enumerate(loc)
         if not (i >= 2 and loc[i - 2] == "grid" and p in ("values", "log", "lin"))
+        and not (i >= 3 and loc[i - 3] == "grid" and isinstance(loc[i - 2], int) and p in ("values", "log", "lin"))
+        and not (i >= 2 and loc[i - 2] == "space" and p in _DIM_TAGS)
         and not (i >= 1 and loc[i - 1] == "workload" and p in ("module", "command"))
     ]
     return ".".join(parts) or "(top level)"

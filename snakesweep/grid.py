@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, LinRange, LogRange, Sweep, SweepConfig
+from .config import ROUND_METHODS, ConfigError, LinRange, LogRange, Sweep, SweepConfig
+from .params import flatten, nest  # noqa: F401  (nest: re-exported for callers of grid)
 
 TRIAL_ID_LENGTH = 10
 TRIAL_ID_PATTERN = f"[0-9a-f]{{{TRIAL_ID_LENGTH}}}"
@@ -75,47 +76,45 @@ def axis_values(axis: list[Any] | LogRange | LinRange) -> list[Any]:
     return list(axis)
 
 
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings in `fixed`/`experiments` become dotted keys, the grid's own spelling."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def nest(params: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys -> nested dicts, which is what a workload receives."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"parameter '{key}' clashes with a non-dict parameter '{part}'")
-        node[leaf] = value
-    return out
-
-
 def _matches(params: dict[str, Any], pattern: dict[str, Any]) -> bool:
     return all(_normalise(params.get(k, object())) == _normalise(v) for k, v in pattern.items())
 
 
+def grid_points(grid: dict[str, Any] | list[dict[str, Any]], fixed: dict[str, Any], seeds: int,
+                max_trials: int, source: str) -> list[dict[str, Any]]:
+    """The points of one grid (cartesian product) or of a list of grids (their union, in order;
+    duplicates are dropped later by trial id), each merged over `fixed`."""
+    points: list[dict[str, Any]] = []
+    grids = grid if isinstance(grid, list) else [grid]
+    products = [(list(g), [axis_values(g[k]) for k in g]) for g in grids]
+    raw = sum(math.prod(len(a) for a in axes) for _keys, axes in products) * seeds
+    if raw > 10 * max_trials:  # refuse before building a huge product in memory
+        _too_many(raw, max_trials, source)
+    for keys, axes in products:
+        points += [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*axes)]
+    return points
+
+
 def expand(sweep: Sweep, source: str = "config") -> list[Trial]:
-    """All trials of a sweep, deterministic in order and free of duplicates."""
+    """All trials of a sweep, deterministic in order and free of duplicates.
+
+    Methods halving and optuna choose their trials round by round from earlier results
+    (snakesweep/search.py): none is known from the file alone, so they expand to []."""
+    method = sweep.search.method
+    if method in ROUND_METHODS:
+        return []
     fixed = flatten(sweep.fixed)
     grid_keys = list(sweep.grid)
-    axes = [axis_values(sweep.grid[k]) for k in grid_keys]
-    raw = math.prod(len(a) for a in axes) * len(sweep.seeds) if grid_keys else 0
-    if raw > 10 * sweep.max_trials:  # refuse before building a huge product in memory
-        _too_many(raw, sweep.max_trials, source)
     points: list[dict[str, Any]] = []
-    if grid_keys:
-        points = [{**fixed, **dict(zip(grid_keys, combo))} for combo in itertools.product(*axes)]
+    if method in ("random", "sobol"):
+        from .space import sample
+
+        assert sweep.search.n_trials is not None  # the config model requires it
+        if sweep.search.n_trials * len(sweep.seeds) > 10 * sweep.max_trials:
+            _too_many(sweep.search.n_trials * len(sweep.seeds), sweep.max_trials, source)
+        points = [{**fixed, **p} for p in sample(sweep.space, sweep.search.n_trials, sweep.search.seed, method)]
+    elif grid_keys:  # one grid's axes, or a list of grids (their indexes)
+        points = grid_points(sweep.grid, fixed, len(sweep.seeds), sweep.max_trials, source)
     elif not sweep.experiments:
         points = [dict(fixed)] if fixed else []
     if not points and not sweep.experiments:

@@ -8,13 +8,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import SweepConfig
-from .grid import Trial, config_hash, param_names
+from typing import TYPE_CHECKING
+
 from .results import SCHEMA_VERSION, atomic_write_json, atomic_write_text, read_json
-from .workloads import resolve_workload
+
+if TYPE_CHECKING:  # every step reads the plan: it must not pay for pydantic
+    from .config import SweepConfig
+    from .grid import Trial
 
 
 def build_plan(cfg: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
+    from .grid import config_hash, param_names
+    from .workloads import resolve_workload
+
     workload = resolve_workload(cfg.sweep.workload)
     return {
         "schema_version": SCHEMA_VERSION,

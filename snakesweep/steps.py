@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .grid import nest
+from .params import nest
 from .plan import load_plan, trial_params
 from .results import atomic_write_json, exception_record, result_record, utc_now
 
@@ -73,11 +73,12 @@ def fresh_step_dir(result: str | Path) -> Path:
 
 
 def _command(plan: dict[str, Any]):
-    """The command workload of the plan, or None for a module workload."""
-    from .config import CommandWorkload
+    """The command workload of the plan, or None for a module workload. The plan holds it
+    validated and complete (model_dump), so a step reads its fields without pydantic."""
+    from types import SimpleNamespace
 
     spec = plan["workload"]
-    return CommandWorkload.model_validate(spec) if isinstance(spec, dict) else None
+    return SimpleNamespace(**spec) if isinstance(spec, dict) else None
 
 
 def _module(plan: dict[str, Any], step: str):
@@ -179,12 +180,13 @@ def measure(
     cycle: int | None = None,
 ):
     """One measurement (or one cycle of it), holding the host's measurement lock throughout."""
-    from .config import MeasureSettings
+    from types import SimpleNamespace
+
     from .measure_lock import measurement_lock
 
     plan = load_plan(plan_path)
     data_dir = Path(data).parent
-    settings = MeasureSettings.model_validate(plan["measure"])
+    settings = SimpleNamespace(**plan["measure"])  # validated and complete in the plan
     command = _command(plan)
     if command is not None:
         from .workloads import command as cmd

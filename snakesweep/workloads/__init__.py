@@ -25,8 +25,13 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from ..config import STEPS, CommandWorkload, ConfigError
+from ..errors import ConfigError
+from ..results import STEPS
+
+if TYPE_CHECKING:
+    from ..config import CommandWorkload
 
 BUILTIN = {"digits_mlp": "snakesweep.workloads.digits_mlp", "inference_model": "snakesweep.workloads.inference_model"}
 # the numeric metrics snakesweep.measure.run_measurement reports for every module workload
@@ -51,9 +56,11 @@ class WorkloadRef:
 
 
 def resolve_workload(spec: str | dict | CommandWorkload, source: str = "config") -> WorkloadRef:
-    if isinstance(spec, dict):  # as the plan stores it
-        spec = CommandWorkload.model_validate(spec)
-    if isinstance(spec, CommandWorkload):
+    if not isinstance(spec, str):  # a command workload (pydantic only here, at parse time)
+        from ..config import CommandWorkload
+
+        if isinstance(spec, dict):  # as the plan stores it
+            spec = CommandWorkload.model_validate(spec)
         dumped = spec.model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:8]
         return WorkloadRef(dumped, f"command-{digest}", None, spec)

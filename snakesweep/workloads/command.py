@@ -77,6 +77,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from ..params import flatten, non_finite
+
 if TYPE_CHECKING:  # pydantic stays out of a step's imports: run_* read only .command/.args/.metrics
     from ..config import CommandWorkload, MeasureSettings
 
@@ -234,7 +236,7 @@ def build_argv(workload: CommandWorkload, step: str, params: dict[str, Any], con
 def check_command_workload(workload: CommandWorkload, steps: list[str], param_names: set[str], source: str) -> None:
     """Refuse, before any job starts, what would fail every trial: unknown placeholders, a
     {train_dir} without a train step, missing sources, parameters Hydra cannot take."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
     params = set(param_names) | {"seed"}
     shadow = sorted(params & set(RESERVED))
     if shadow:
@@ -497,24 +499,6 @@ def parse_stdout_metrics(lines: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, list):
-        return any(_non_finite(v) for v in value)
-    return False
-
-
 def read_metrics(workload: CommandWorkload, done: Completed, out_dir: Path, required: bool) -> dict[str, Any]:
     """The metrics a command that exited 0 left; MetricsMissing when `required` and there are none."""
     name = command_name(done.argv)
@@ -542,8 +526,8 @@ def read_metrics(workload: CommandWorkload, done: Completed, out_dir: Path, requ
             raise MetricsMissing(
                 f"{name} exited 0 but {path} holds a {type(metrics).__name__}, not a JSON object of metrics"
             )
-        metrics = _flatten(metrics)
-    bad = [k for k, v in metrics.items() if _non_finite(v)]
+        metrics = flatten(metrics)
+    bad = [k for k, v in metrics.items() if non_finite(v)]
     if bad:
         raise MetricsMissing(
             f"{name} reported {bad[0]} = {metrics[bad[0]]}: a diverged or broken run is a failed trial "
