@@ -52,12 +52,17 @@ def _load_sweep(source):
         cfg = validate_config(config, source)
         trials = expand_sweep(cfg.sweep, source)
         workload = resolve_workload(cfg.sweep.workload, source)
-        for trial in trials:
+        checked = trials
+        if not trials:  # issue 10: halving/optuna choose trials in rounds (rules/search.smk);
+            from snakesweep.search import probe_trials  # stand-ins are checked: the space's
+
+            checked = probe_trials(cfg, source)  # corners at the ends of the budget ladder
+        for trial in checked:
             validate_builtin_params(cfg.sweep.workload, trial.params, source)
         if workload.command:
             from snakesweep.workloads.command import check_command_workload
 
-            names = set(param_names(trials))
+            names = set(param_names(checked))
             check_command_workload(workload.command, cfg.sweep.steps, names, source)
         check_objectives(cfg, source)
     except ConfigError as err:
@@ -90,6 +95,8 @@ CFG, TRIAL_LIST, WORKLOAD = _load_sweep(_config_source())
 STEPS = list(CFG.sweep.steps)  # the steps this sweep runs, in order
 FINAL_STEP = STEPS[-1]
 TRIALS = [t.id for t in TRIAL_LIST]
+# issue 10: halving/optuna know their trials round by round (rules/search.smk), TRIALS is empty
+SEARCH_IN_ROUNDS = CFG.sweep.search.method in ("halving", "optuna")
 SWEEP_HASH = config_hash(CFG)
 DATA_MARKER = f"{RESULTS}/data/{WORKLOAD.key}/ready.json"
 # `gpu` is the portable resource name; profiles/slurm maps it onto the cluster's GPUs.
@@ -252,6 +259,8 @@ def get_all_results(wildcards):
     """Every trial's final result (its last selected step). An input function on purpose: for
     a plain N-file list, Snakemake looks the whole list up once per file (O(N^2): +14 s on
     `snakemake -n` at 10k trials, benchmarks/README.md)."""
+    if SEARCH_IN_ROUNDS:  # issue 10: the trials of the rounds chosen so far (rules/search.smk)
+        return get_search_results(wildcards)
     return [result_path(t, FINAL_STEP) for t in TRIALS]
 
 
@@ -259,6 +268,8 @@ def get_final_targets():
     """The reports, and every trial's last result: after a failed run, the partial summary
     written by `onerror` exists, so the missing trials must be targets in their own right.
     """
+    if SEARCH_IN_ROUNDS:  # issue 10: known only as rounds are chosen, so the function itself
+        return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", get_all_results]
     return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *get_all_results(None)]
 
 

@@ -1,0 +1,74 @@
+# Search in rounds (issue 10; included only for search.method halving or optuna).
+#
+# Round r is a checkpoint: its output, results/plan/rounds/round_{r}.json, lists the trials it
+# chose (their parameters, round and budget), computed by snakesweep/search.py from the sweep file
+# and the results of rounds < r only, which are its inputs. After it finishes, Snakemake
+# re-evaluates the input functions below, which then see round r's trials: they become targets
+# (get_search_results, through get_all_results in common.smk) and inputs of round r+1. Steps find
+# a trial's parameters in the plan, which snakesweep.plan.load_plan extends with the round files.
+#
+# A killed run, resumed, chooses the same trials (a round's choice depends on files only and is
+# written atomically), keeps finished trials (their ids are hashes of their parameters), and a
+# round file whose inputs did not change is not re-chosen. A trial that failed for good (an error
+# record whose reason failures.retry_on does not retry) is neither an input of the next round nor
+# retried: the search goes on without it (config/README.md, `search`).
+from snakesweep.search import describe as describe_search
+from snakesweep.search import final_failures, n_rounds, read_round, round_trial_ids
+from snakesweep.search import search_key
+
+SEARCH_ROUNDS = n_rounds(CFG.sweep)
+SEARCH_KEY = search_key(CFG)
+
+
+wildcard_constraints:
+    r=r"\d+",
+
+
+if workflow.is_main_process:
+    logger.info(describe_search(CFG, Path(RESULTS, "plan")))
+
+
+def _settled_results(rounds):
+    """The final results of the trials of the given rounds (each chosen, or the checkpoint
+    exception that makes Snakemake run it first), leaving out trials that failed for good."""
+    failed = final_failures(LOGS, STEPS, CFG.failures.retry_on)
+    paths = []
+    for r in rounds:
+        doc = read_round(checkpoints.search_round.get(r=r).output.json)
+        paths += [result_path(t, FINAL_STEP) for t in round_trial_ids(doc) if t not in failed]
+    return paths
+
+
+def get_round_inputs(wildcards):
+    """Round r waits for every earlier round's choice and for their trials' results."""
+    r = int(wildcards.r)
+    return {
+        "plan": ancient(rules.plan.output.json),
+        "rounds": [ancient(f"{RESULTS}/plan/rounds/round_{k}.json") for k in range(r)],
+        "results": _settled_results(range(r)),
+    }
+
+
+def get_search_results(wildcards):
+    """Every round's trials' final results: the sweep's targets, known round by round."""
+    return _settled_results(range(SEARCH_ROUNDS))
+
+
+checkpoint search_round:
+    input:
+        unpack(get_round_inputs),
+    output:
+        json=f"{RESULTS}/plan/rounds/round_{{r}}.json",
+    log:
+        f"{LOGS}/search/round_{{r}}.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        # what the choices depend on (search settings, space, objective...; not `rounds`):
+        # a change re-chooses the rounds, and raising `rounds` keeps the earlier ones
+        key=SEARCH_KEY,
+        script=get_script("search_round"),
+    shell:
+        "python {params.script} --round {wildcards.r} --plan {input.plan}"
+        " --output {output.json} --log {log}"
