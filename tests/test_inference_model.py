@@ -147,7 +147,8 @@ def test_a_dtype_the_device_cannot_run_is_a_clear_error():
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error():
-    with pytest.raises(RuntimeError, match=r"device 'cuda' .* torch sees no CUDA device here .*\(fix: device: cpu or auto"):
+    expected = r"device 'cuda' .* torch sees no CUDA device here .*\(fix: device: cpu or auto"
+    with pytest.raises(RuntimeError, match=expected):
         infer({**MLP, "device": "cuda"}, device="cuda")
 
 
