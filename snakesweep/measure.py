@@ -439,6 +439,8 @@ def aggregate_cycles(cycle_metrics: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = sum(present) if present else None
         elif key == "flag_detail":
             out[key] = "; ".join(dict.fromkeys(str(v) for v in present if v))
+        elif len(present) == len(vals) and len(set(present)) == 1:
+            out[key] = present[0]  # a fact every cycle agrees on (param_count): kept, not averaged
         elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
             out[key] = math.fsum(present) / len(present) if len(present) == len(vals) else None
         else:

@@ -211,7 +211,9 @@ def measure(
             fn, batches, sizes = workload.inference(
                 nest(p), train_dir, data_dir=data_dir, device=dev, batch_size=settings.batch_size
             )
-            return run_measurement(fn, batches, sizes, dev, settings, log=_log, max_window_s=max_window_s)
+            metrics = run_measurement(fn, batches, sizes, dev, settings, log=_log, max_window_s=max_window_s)
+            # facts the workload knows exactly (param_count, FLOPs), never measured numbers
+            return {**getattr(fn, "facts", {}), **metrics}
 
     def body(p, dev):
         with measurement_lock(log=_log) as waited_s:

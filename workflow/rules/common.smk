@@ -64,12 +64,31 @@ def _load_sweep(source):
 
             names = set(param_names(checked))
             check_command_workload(workload.command, cfg.sweep.steps, names, source)
+        check_builtin_steps(cfg, source)
         check_objectives(cfg, source)
     except ConfigError as err:
         # a config mistake is not a bug: one message, no traceback, nothing started
         print(f"snakesweep: invalid sweep configuration\n{err}", file=sys.stderr)
         sys.exit(1)
     return cfg, trials, workload
+
+
+def check_builtin_steps(cfg, source):
+    """A built-in that cannot run a selected step (inference_model has no training) fails now."""
+    from snakesweep.workloads import BUILTIN, STEP_FUNCTION
+    import importlib
+
+    spec = cfg.sweep.workload
+    if not isinstance(spec, str) or spec not in BUILTIN:
+        return
+    builtin = importlib.import_module(BUILTIN[spec])
+    missing = [s for s in cfg.sweep.steps if not hasattr(builtin, STEP_FUNCTION[s])]
+    if missing:
+        can = [s for s in STEP_FUNCTION if hasattr(builtin, STEP_FUNCTION[s])]
+        raise ConfigError(
+            f"{source}: 'sweep.steps' runs {', '.join(missing)}, which the built-in workload "
+            f"{spec!r} cannot do (fix: use steps among {can})"
+        )
 
 
 def check_objectives(cfg, source):
@@ -99,8 +118,17 @@ TRIALS = [t.id for t in TRIAL_LIST]
 SEARCH_IN_ROUNDS = CFG.sweep.search.method in ("halving", "optuna")
 SWEEP_HASH = config_hash(CFG)
 DATA_MARKER = f"{RESULTS}/data/{WORKLOAD.key}/ready.json"
-# `gpu` is the portable resource name; profiles/slurm maps it onto the cluster's GPUs.
-GPU = 1 if CFG.device == "cuda" else 0
+# `gpu` is the portable resource name; profiles/slurm maps it onto the cluster's GPUs. A trial's
+# own `device` parameter (an efficiency study over cpu and cuda) wins over the sweep's.
+TRIAL_GPU = {
+    t.id: int(str(t.params.get("device", CFG.device)) == "cuda") for t in TRIAL_LIST
+}
+
+
+def get_gpu(wildcards):
+    # issue 10: a trial chosen in a search round is not in TRIAL_LIST: the sweep's device
+    return TRIAL_GPU.get(wildcards.trial, int(CFG.device == "cuda"))
+
 
 
 # Measure jobs hold `measure_slot`: one at a time in this run, whether or not a profile sets it

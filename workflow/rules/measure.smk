@@ -22,7 +22,7 @@ if CFG.measure.cycles == 1:
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
-            gpu=GPU,
+            gpu=get_gpu,
             measure_slot=1,
         params:
             script=get_script("measure"),
@@ -57,7 +57,7 @@ else:
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
-            gpu=GPU,
+            gpu=get_gpu,
             measure_slot=1,
         params:
             script=get_script("measure"),

@@ -18,7 +18,7 @@ rule train:
     resources:
         mem_mb=2000,
         runtime=get_runtime_min("train"),
-        gpu=GPU,
+        gpu=get_gpu,
     params:
         script=get_script("train"),
         command=get_command("train"),
