@@ -53,10 +53,12 @@ def _load_sweep(source):
         trials = expand_sweep(cfg.sweep, source)
         workload = resolve_workload(cfg.sweep.workload, source)
         checked = trials
-        if not trials:  # issue 10: halving/optuna choose trials in rounds (rules/search.smk);
-            from snakesweep.search import probe_trials  # stand-ins are checked: the space's
+        # issue 10: halving/optuna choose trials in rounds (rules/search.smk); stand-ins are
+        # checked instead: the space's corners at both ends of the budget ladder
+        if not trials:
+            from snakesweep.search import probe_trials
 
-            checked = probe_trials(cfg, source)  # corners at the ends of the budget ladder
+            checked = probe_trials(cfg, source)
         for trial in checked:
             validate_builtin_params(cfg.sweep.workload, trial.params, source)
         if workload.command:
@@ -284,19 +286,23 @@ def get_measure_cycles(wildcards):
 
 
 def get_all_results(wildcards):
-    """Every trial's final result (its last selected step). An input function on purpose: for
-    a plain N-file list, Snakemake looks the whole list up once per file (O(N^2): +14 s on
-    `snakemake -n` at 10k trials, benchmarks/README.md)."""
-    if SEARCH_IN_ROUNDS:  # issue 10: the trials of the rounds chosen so far (rules/search.smk)
+    """Every selected step's result of every trial: all are collected, and each is a target
+    (a corrupt eval.json set aside under an existing measure.json is redone; measure reaches
+    eval only through an ancient edge). An input function on purpose: for a plain N-file
+    list, Snakemake looks the whole list up once per file (O(N^2): +14 s on `snakemake -n`
+    at 10k trials, benchmarks/README.md)."""
+    # issue 10: the trials of the rounds chosen so far (rules/search.smk)
+    if SEARCH_IN_ROUNDS:
         return get_search_results(wildcards)
-    return [result_path(t, FINAL_STEP) for t in TRIALS]
+    return [result_path(t, s) for t in TRIALS for s in STEPS]
 
 
 def get_final_targets():
     """The reports, and every trial's last result: after a failed run, the partial summary
     written by `onerror` exists, so the missing trials must be targets in their own right.
     """
-    if SEARCH_IN_ROUNDS:  # issue 10: known only as rounds are chosen, so the function itself
+    # issue 10: known only as rounds are chosen, so the input function itself
+    if SEARCH_IN_ROUNDS:
         return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", get_all_results]
     return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *get_all_results(None)]
 

@@ -1,4 +1,7 @@
-# Search in rounds (issue 10; included only for search.method halving or optuna).
+# Search beyond the grid (issue 10; included for every search.method but grid). Every run, the
+# dry-run included, starts by saying what the search is (snakesweep/search.py: describe).
+#
+# Search in rounds (search.method halving or optuna):
 #
 # Round r is a checkpoint: its output, results/plan/rounds/round_{r}.json, lists the trials it
 # chose (their parameters, round and budget), computed by snakesweep/search.py from the sweep file
@@ -25,17 +28,22 @@ wildcard_constraints:
 
 
 if workflow.is_main_process:
-    logger.info(describe_search(CFG, Path(RESULTS, "plan")))
+    logger.info(
+        describe_search(CFG, Path(RESULTS, "plan") if SEARCH_IN_ROUNDS else None)
+    )
 
 
 def _settled_results(rounds):
     """The final results of the trials of the given rounds (each chosen, or the checkpoint
-    exception that makes Snakemake run it first), leaving out trials that failed for good."""
+    exception that makes Snakemake run it first), leaving out trials that failed for good.
+    """
     failed = final_failures(LOGS, STEPS, CFG.failures.retry_on)
     paths = []
     for r in rounds:
         doc = read_round(checkpoints.search_round.get(r=r).output.json)
-        paths += [result_path(t, FINAL_STEP) for t in round_trial_ids(doc) if t not in failed]
+        paths += [
+            result_path(t, FINAL_STEP) for t in round_trial_ids(doc) if t not in failed
+        ]
     return paths
 
 
@@ -54,21 +62,24 @@ def get_search_results(wildcards):
     return _settled_results(range(SEARCH_ROUNDS))
 
 
-checkpoint search_round:
-    input:
-        unpack(get_round_inputs),
-    output:
-        json=f"{RESULTS}/plan/rounds/round_{{r}}.json",
-    log:
-        f"{LOGS}/search/round_{{r}}.log",
-    localrule: True
-    conda:
-        "../../environment.yml"
-    params:
-        # what the choices depend on (search settings, space, objective...; not `rounds`):
-        # a change re-chooses the rounds, and raising `rounds` keeps the earlier ones
-        key=SEARCH_KEY,
-        script=get_script("search_round"),
-    shell:
-        "python {params.script} --round {wildcards.r} --plan {input.plan}"
-        " --output {output.json} --log {log}"
+# random and sobol: every trial is in the plan already (snakesweep/grid.py: expand)
+if SEARCH_IN_ROUNDS:
+
+    checkpoint search_round:
+        input:
+            unpack(get_round_inputs),
+        output:
+            json=f"{RESULTS}/plan/rounds/round_{{r}}.json",
+        log:
+            f"{LOGS}/search/round_{{r}}.log",
+        localrule: True
+        conda:
+            "../../environment.yml"
+        params:
+            # what the choices depend on (search settings, space, objective...; not `rounds`):
+            # a change re-chooses the rounds, and raising `rounds` keeps the earlier ones
+            key=SEARCH_KEY,
+            script=get_script("search_round"),
+        shell:
+            "python {params.script} --round {wildcards.r} --plan {input.plan}"
+            " --output {output.json} --log {log}"
