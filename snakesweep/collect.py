@@ -33,12 +33,6 @@ from .state import SweepState, read_state
 if TYPE_CHECKING:
     import pandas as pd
 
-# Deprecated: only workflow/rules/report.smk still imports it (workflow_report_settings' list of
-# known metric names). summary.csv's metric columns come from the records, never from this list.
-METRICS = [
-    "train_loss", "train_time_s", "eval_accuracy", "eval_loss", "latency_ms_p50", "latency_ms_p95",
-    "throughput_sps", "peak_mem_mb", "energy_j_per_sample", "energy_source",
-]
 BOOKKEEPING = ("trial", "status")
 TRAILER = ("config_id", "error", "error_log")
 

@@ -19,10 +19,10 @@ RESULT_KEYS = {
     "schema_version", "trial", "step", "params", "metrics", "status", "started_at", "ended_at",
     "duration_s", "host", "device", "versions", "sweep_hash",
 }
+# parameters, then each selected step's metrics in step order (the toy's train also reports tag_seen)
 SUMMARY_HEAD = [
-    "trial", "status", "x", "seed", "train_loss", "train_time_s", "eval_accuracy", "eval_loss",
-    "latency_ms_p50", "latency_ms_p95", "throughput_sps", "peak_mem_mb", "energy_j_per_sample",
-    "energy_source",
+    "trial", "status", "x", "seed", "train_loss", "train_time_s", "tag_seen", "eval_accuracy", "eval_loss",
+    "latency_ms_p50", "latency_ms_p95",
 ]
 
 
