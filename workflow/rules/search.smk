@@ -34,16 +34,17 @@ if workflow.is_main_process:
 
 
 def _settled_results(rounds):
-    """The final results of the trials of the given rounds (each chosen, or the checkpoint
-    exception that makes Snakemake run it first), leaving out trials that failed for good.
+    """Every selected step's result of the trials of the given rounds (each round chosen, or
+    the checkpoint exception that makes Snakemake choose it first), leaving out trials that
+    failed for good. All steps, like get_all_results: a round reads each step's metrics, and
+    a corrupt eval.json set aside under an existing measure.json must be redone first.
     """
     failed = final_failures(LOGS, STEPS, CFG.failures.retry_on)
     paths = []
     for r in rounds:
         doc = read_round(checkpoints.search_round.get(r=r).output.json)
-        paths += [
-            result_path(t, FINAL_STEP) for t in round_trial_ids(doc) if t not in failed
-        ]
+        ids = [t for t in round_trial_ids(doc) if t not in failed]
+        paths += [result_path(t, step) for t in ids for step in STEPS]
     return paths
 
 
