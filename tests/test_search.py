@@ -306,3 +306,19 @@ def test_the_grid_plan_is_unchanged_and_search_plans_say_their_search():
     rnd = cfg_of({"method": "random", "n_trials": 3})
     plan = build_plan(rnd, expand(rnd.sweep))
     assert plan["search"]["method"] == "random" and [t["round"] for t in plan["trials"]] == [0, 0, 0]
+
+
+def test_the_search_examples_are_valid_sweeps_and_their_variants_too():
+    import yaml
+
+    from conftest import REPO
+
+    files = sorted((REPO / "config/examples").glob("*-search.yaml"))
+    assert {f.name for f in files} >= {"halving-search.yaml", "optuna-search.yaml", "sobol-search.yaml"}
+    for f in files:
+        raw = yaml.safe_load(f.read_text())
+        for variant in [None, *raw["sweep"].get("variants", {})]:
+            cfg = validate_config({**raw, "variant": variant}, str(f))
+            assert cfg.sweep.search.method != "grid"
+            for t in search.probe_trials(cfg) if search.in_rounds(cfg) else expand(cfg.sweep):
+                validate_builtin_params(cfg.sweep.workload, t.params, str(f))
