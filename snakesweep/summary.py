@@ -1,0 +1,207 @@
+"""The lines a run ends with, after success and after failures alike.
+
+    end_of_run_summary(results="results", logs="logs") -> list[str]
+
+The workflow's ``onsuccess:`` and ``onerror:`` handlers print these lines: how many trials are
+ok, failed and pending (every failed one with its error and log, up to 20), the best
+configuration with its mean, interval and the significance verdict (results/best.json), the
+report outputs that could not be made (results/report/problems.*.json), and where the reports
+are. It reads files only (summary.csv, best.json, the problem notes), never raises, and
+imports nothing heavy, so a handler can always call it. ``python -m snakesweep.summary [DIR]``
+prints the same for a sweep directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+MAX_FAILED = 20
+# (path under results/, what it answers); the order of the final lines
+REPORTS = (
+    ("summary.csv", "one row per planned trial: status, parameters, metrics, error"),
+    ("configs.csv", "one row per configuration: mean and interval over seeds"),
+    ("best.json", "best configuration vs runner-up, significance test"),
+    ("report/answer.html", "the answer on one page"),
+    ("plots/", "plots"),
+)
+
+
+def _num(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{v:.4g}" if math.isfinite(v) else "n/a"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def _params(params: Any) -> str:
+    if isinstance(params, Mapping) and params:
+        return ", ".join(f"{k}={_value(v)}" for k, v in params.items())
+    return "(no swept parameters)"
+
+
+def _read_rows(path: Path) -> list[dict[str, str]] | None:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs") -> list[str]:
+    """Counts of ok / failed / pending trials; the failed ones with their error and log."""
+    counts = {"ok": 0, "failed": 0, "pending": 0}
+    failed = []
+    for r in rows:
+        status = (r.get("status") or "").strip() or "pending"
+        if status in ("failed", "corrupt"):
+            counts["failed"] += 1
+            failed.append(r)
+        elif status == "ok":
+            counts["ok"] += 1
+        else:
+            counts["pending"] += 1
+    n = len(rows)
+    lines = [f"snakesweep: {n} trial{'s' if n != 1 else ''}: {counts['ok']} ok, {counts['failed']} failed, "
+             f"{counts['pending']} pending"]
+    if counts["failed"] or counts["pending"]:
+        lines.append(
+            f"snakesweep: {counts['failed']} of {n} trials failed and {counts['pending']} did not finish; "
+            "results/summary.csv lists every trial (status, error); re-run the same command to retry "
+            "failed and missing trials."
+        )
+    for r in failed[:MAX_FAILED]:
+        log = r.get("error_log") or ""
+        if not log:
+            step = (r.get("error") or "").split(":", 1)[0].strip()
+            log = f"{logs}/{step}/{r.get('trial')}.log" if step else ""
+        lines.append(f"  {r.get('trial')}: {r.get('error') or 'failed'}" + (f" (log: {log})" if log else ""))
+    if len(failed) > MAX_FAILED:
+        lines.append(f"  ... and {len(failed) - MAX_FAILED} more failed trials (results/summary.csv)")
+    return lines
+
+
+def _interval(c: Mapping[str, Any], confidence: Any) -> str:
+    lo, hi = c.get("ci_low"), c.get("ci_high")
+    if lo is not None and hi is not None and _num(lo) != "n/a" and _num(hi) != "n/a":
+        try:
+            pct = f"{float(confidence) * 100:.0f}% "
+        except (TypeError, ValueError):
+            pct = ""
+        return f"{pct}CI [{_num(lo)}, {_num(hi)}]"
+    note = c.get("ci_note")
+    return str(note) if note else "no interval"
+
+
+def best_lines(best: Any) -> list[str]:
+    """The best configuration (mean, interval, seeds), the runner-up and the verdict."""
+    if not isinstance(best, Mapping):
+        return ["best configuration: results/best.json is missing or unreadable"]
+    obj = best.get("objective") or {}
+    metric, direction = obj.get("metric", "?"), obj.get("direction", "?")
+    b, r = best.get("best"), best.get("runner_up")
+    verdict = best.get("verdict") or ""
+    if not isinstance(b, Mapping):
+        return [f"best configuration by {metric} ({direction}): none" + (f"; {verdict}" if verdict else "")]
+    def stats(c: Mapping[str, Any]) -> str:
+        n = c.get("n_ok", "?")
+        return (f"mean {_num(c.get('mean'))} over {n} ok seed{'s' if n != 1 else ''}; "
+                f"{_interval(c, best.get('confidence'))}; config {c.get('config_id')}")
+
+    lines = [
+        f"best configuration by {metric} ({direction}): {_params(b.get('params'))}",
+        f"  {stats(b)}",
+    ]
+    if isinstance(r, Mapping):
+        lines.append(f"  runner-up: {_params(r.get('params'))}: {stats(r)}")
+    if verdict:
+        lines.append(f"  verdict: {verdict}")
+    return lines
+
+
+def problem_lines(results: str | Path) -> list[str]:
+    """Report outputs that could not be made, from results/report/problems.<rule>.json."""
+    items: list[Mapping[str, Any]] = []
+    for f in sorted(Path(results, "report").glob("problems.*.json")):
+        data = _read_json(f)
+        if isinstance(data, Mapping):
+            items.extend(i for i in (data.get("problems") or []) if isinstance(i, Mapping))
+        else:
+            items.append({"rule": f.stem.split(".", 1)[-1], "output": str(f), "message": "unreadable problems file"})
+    if not items:
+        return []
+    lines = [f"snakesweep: {len(items)} report output(s) could not be made (the trials are not affected; "
+             "each file now says why):"]
+    lines += [f"  {i.get('output')} ({i.get('rule')}): {i.get('message')}" for i in items]
+    return lines
+
+
+def report_lines(results: str | Path) -> list[str]:
+    """Where the reports are (the ones that exist)."""
+    root = Path(results)
+    found = []
+    for rel, what in REPORTS:
+        p = root / rel
+        if rel.endswith("/"):
+            n = len(list(p.glob("*.png"))) if p.is_dir() else 0
+            if n:
+                found.append((f"{root.as_posix()}/{rel}", f"{n} {what}"))
+        elif p.is_file():
+            found.append((p.as_posix(), what))
+    if not found:
+        return []
+    width = max(len(path) for path, _ in found)
+    return ["reports:"] + [f"  {path:<{width}}  {what}" for path, what in found]
+
+
+def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs") -> list[str]:
+    """The run's last lines (see the module docstring). Never raises."""
+    try:
+        root = Path(results)
+        summary = root / "summary.csv"
+        rows = _read_rows(summary)
+        if rows is None:
+            return [f"snakesweep: no trial summary yet ({summary.as_posix()} does not exist)"]
+        lines = trial_lines(rows, logs)
+        best_path = root / "best.json"
+        if best_path.exists():
+            lines += best_lines(_read_json(best_path))
+            try:
+                if best_path.stat().st_mtime < summary.stat().st_mtime - 1:
+                    lines.append(f"  (from an earlier run: {best_path.as_posix()} is older than {summary.as_posix()})")
+            except OSError:
+                pass
+        lines += problem_lines(root)
+        lines += report_lines(root)
+        return lines
+    except Exception as err:  # noqa: BLE001 - the end of a run must not fail on its summary
+        return [f"snakesweep: no end-of-run summary ({type(err).__name__}: {err})"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    base = Path(args[0]) if args else Path(".")
+    print("\n".join(end_of_run_summary(base / "results", base / "logs")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
