@@ -672,12 +672,11 @@ def jobs_to_run(state: SweepState, data_missing_runs_all: bool = True) -> tuple[
     """({step: jobs Snakemake will run}, {step: jobs that have their output}), per Snakemake's
     rules as far as files tell (dag.py update_needrun):
 
-    - the last selected step's result is a target: missing -> its job runs;
+    - every selected step's result is a target: missing -> its job runs;
     - a job runs when forced (an incomplete marker on an output that is not a finished result),
       or stale (an input newer than its output, or its params changed);
     - a job that runs makes every later step of the trial run (its output is their input),
       except through an input marked ancient() that exists (:data:`ANCIENT_EDGES`);
-    - a missing intermediate result is redone only when a later step of the trial runs;
     - data prepared again (its marker missing while anything runs, or a prepare source changed)
       is an input of every step: everything runs.
     """
@@ -691,10 +690,8 @@ def jobs_to_run(state: SweepState, data_missing_runs_all: bool = True) -> tuple[
         valid = [c.state in ("done", "stale") for c in cells]
         forced = [c.state in ("stale", "interrupted", "running") and c.result is not None and not c.corrupt
                   for c in cells]
-        run = [False] * len(steps)
-        run[-1] = not valid[-1] or forced[-1]
-        for i in range(len(steps) - 1):
-            run[i] = forced[i]
+        # every selected step's result is a target (common.smk get_all_results)
+        run = [not valid[i] or forced[i] for i in range(len(steps))]
         changed = True
         while changed:
             changed = False

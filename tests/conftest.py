@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,11 @@ def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:
-    """How many jobs of `rule` this run started (from Snakemake's per-job log lines)."""
+    """How many jobs of `rule` this run started, from Snakemake's per-job blocks: in the run's log
+    file (named on its "Complete log(s):" line), since profiles/default prints progress lines
+    instead of job blocks on the console."""
     text = proc.stdout + proc.stderr
+    m = re.search(r"^Complete log\(s\): (.+)$", text, re.M)
+    if m and os.path.exists(m.group(1).strip()):
+        text = Path(m.group(1).strip()).read_text()
     return sum(line.strip() in (f"rule {rule}:", f"localrule {rule}:") for line in text.splitlines())

@@ -309,11 +309,13 @@ def test_changing_device_remeasures_but_does_not_retrain(workdir):
 
 
 def _processes_in(directory: Path) -> list[int]:
-    """Live snakesweep step processes whose working directory is `directory`."""
+    """Live snakesweep supervisors (scripts/<step>.py) and step processes (-m snakesweep.steps)
+    whose working directory is `directory`."""
     found = []
     for proc_dir in Path("/proc").glob("[0-9]*"):
         try:
-            if os.readlink(proc_dir / "cwd") == str(directory) and b"snakesweep" in (proc_dir / "cmdline").read_bytes():
+            cmdline = (proc_dir / "cmdline").read_bytes()
+            if os.readlink(proc_dir / "cwd") == str(directory) and (b"snakesweep" in cmdline or b"/scripts/" in cmdline):
                 if (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     found.append(int(proc_dir.name))
         except OSError:

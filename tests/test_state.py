@@ -340,9 +340,6 @@ def test_a_corrupt_intermediate_result_preview_matches_what_runs(workdir):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=False, reason=(
-    "needs every selected step's result as a target (common.smk get_final_targets): a missing "
-    "eval.json under an existing measure.json is never needed by Snakemake (measure's eval input is ancient)"))
 def test_a_corrupt_intermediate_result_is_redone_in_the_same_run(workdir):
     victim, keep = _corrupt_one(workdir, "eval")
     ran = Since(workdir.path)

@@ -30,7 +30,8 @@ from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
-from snakesweep.report import report_problem_lines, write_reports_after_failure
+from snakesweep.report import write_reports_after_failure
+from snakesweep.summary import end_of_run_summary
 from snakesweep.workloads import (
     builtin_metrics,
     resolve_workload,
@@ -319,7 +320,8 @@ def write_run_marker():
 
 
 def write_partial_reports():
-    """After failures (--keep-going), still list every planned trial with its status."""
+    """After failures (--keep-going), still list every planned trial with its status, and end
+    with the same summary as a successful run (snakesweep/summary.py)."""
     plan = Path(RESULTS, "plan", "trials.json")
     if not plan.exists():
         return
@@ -327,23 +329,13 @@ def write_partial_reports():
         plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv")
     )
     write_reports_after_failure(REPORT, RESULTS, LOGS)
-    failed = [r for r in rows if r["status"] == "failed"]
-    pending = sum(r["status"] == "pending" for r in rows)
-    if failed or pending:
-        logger.error(
-            f"snakesweep: {len(failed)} of {len(rows)} trials failed and {pending} did not finish; "
-            "results/summary.csv lists every trial (status, error); re-run the same command to "
-            "retry failed and missing trials."
-        )
-    else:
+    if all(r["status"] == "ok" for r in rows):
         logger.error(
             f"snakesweep: all {len(rows)} trials are ok; a bookkeeping job failed "
             "(see its log above), not a trial"
         )
-    for line in report_problem_lines(RESULTS):
+    for line in end_of_run_summary(RESULTS, LOGS):
         logger.error(line)
-    for row in failed[:20]:
-        logger.error(f"  {row['trial']}: {row['error']} (log: {row['error_log']})")
 
 
 # Resume from what is on disk (snakesweep/state.py): a corrupt result JSON is set aside so this
