@@ -315,7 +315,7 @@ def _processes_in(directory: Path) -> list[int]:
     for proc_dir in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc_dir / "cmdline").read_bytes()
-            if os.readlink(proc_dir / "cwd") == str(directory) and (b"snakesweep" in cmdline or b"/scripts/" in cmdline):
+            if os.readlink(proc_dir / "cwd") == str(directory) and (b"snakesweep" in cmdline or b"scripts/" in cmdline):
                 if (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     found.append(int(proc_dir.name))
         except OSError:
