@@ -38,25 +38,6 @@ IGNORED_RESOURCES = {"_cores", "_nodes", "_job_count", "tmpdir"}
 MAX_BENCHMARK_RECORDS = 200
 
 
-def benchmark_seconds(path: str | Path) -> Optional[float]:
-    """Mean of the ``s`` column of one Snakemake benchmark TSV (one row per repeat)."""
-    try:
-        with open(path) as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-            col = header.index("s")
-            vals = []
-            for line in fh:
-                cells = line.rstrip("\n").split("\t")
-                try:
-                    vals.append(float(cells[col]))
-                except (IndexError, ValueError):
-                    pass
-    except (OSError, ValueError):
-        return None
-    vals = [v for v in vals if math.isfinite(v) and v >= 0]
-    return sum(vals) / len(vals) if vals else None
-
-
 def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECORDS) -> tuple[Optional[float], int]:
     """(mean seconds, records used) over the newest ``max_records`` benchmark TSVs in a folder."""
     try:
@@ -65,6 +46,9 @@ def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECOR
     except OSError:
         return None, 0
     entries.sort(reverse=True)
+    from snakesweep.state import benchmark_seconds  # the one reader of benchmark records; lazy: every
+    # snakemake command imports this plugin, and only a run that prints progress needs it
+
     vals = [v for v in (benchmark_seconds(p) for _t, p in entries[:max_records]) if v is not None]
     return (sum(vals) / len(vals), len(vals)) if vals else (None, 0)
 

@@ -230,6 +230,26 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- the measurement
 
 
+def settle(meter: EnergyMeter, gpu: NvmlGpu | None, settings: MeasureSettings, log: Log) -> float | None:
+    """What comes before every timed window (a module's batches or a command's whole run):
+    the cooldown, the wait for a cool GPU (``max_start_temp_c``), and the idle baseline.
+    Returns the baseline power in W, or None when none was measured."""
+    cooldown(settings.cooldown_s, log)
+    if gpu is not None and settings.max_start_temp_c is not None:
+        wait_for_temperature(gpu, settings.max_start_temp_c, settings.temp_wait_timeout_s, log)
+    if settings.baseline_s <= 0:
+        return None
+    if not meter.available:
+        log("baseline: skipped, no energy source")
+        return None
+    log(f"baseline: idle power over {settings.baseline_s:g} s")
+    meter.begin()
+    time.sleep(settings.baseline_s)
+    power = meter.end().mean_power_w
+    log(f"baseline: {power:.2f} W" if power is not None else "baseline: not measured")
+    return power
+
+
 def run_measurement(
     fn: Callable[[Any], Any],
     batches: Sequence[Any],
@@ -279,21 +299,7 @@ def run_measurement(
     )
     log(f"energy source: {meter.method}" + (f" ({meter.reason})" if isinstance(meter, UnavailableMeter) else ""))
     try:
-        cooldown(settings.cooldown_s, log)
-        if is_cuda and settings.max_start_temp_c is not None:
-            wait_for_temperature(gpu, settings.max_start_temp_c, settings.temp_wait_timeout_s, log)
-
-        baseline_power_w: float | None = None
-        if settings.baseline_s > 0:
-            if meter.available:
-                log(f"baseline: idle power over {settings.baseline_s:g} s")
-                meter.begin()
-                time.sleep(settings.baseline_s)
-                b = meter.end()
-                baseline_power_w = b.mean_power_w
-                log(f"baseline: {baseline_power_w:.2f} W" if baseline_power_w is not None else "baseline: not measured")
-            else:
-                log("baseline: skipped, no energy source")
+        baseline_power_w = settle(meter, gpu if is_cuda else None, settings, log)
 
         if is_cuda:
             torch.cuda.reset_peak_memory_stats(device)

@@ -328,6 +328,7 @@ def benchmark_seconds(path: str | Path) -> float | None:
                     pass
     except (OSError, ValueError):
         return None
+    vals = [v for v in vals if v == v and 0 <= v < float("inf")]  # NaN or negative: no duration
     return sum(vals) / len(vals) if vals else None
 
 

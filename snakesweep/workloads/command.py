@@ -680,7 +680,7 @@ def run_measure(
     the command's own metrics, if any (a name clashing with a measured key gets `command.` in front).
     """
     from ..energy import UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
-    from ..measure import cooldown, throttled, wait_for_temperature
+    from ..measure import settle, throttled
 
     is_cuda = device.startswith("cuda")
     gpu, gpu_reason = (None, None)
@@ -693,18 +693,7 @@ def run_measure(
     ctx = _context(params, trial, Path(out_dir), Path(data_dir), Path(train_dir) if train_dir is not None else None)
     sampler = TreeSampler(settings.sample_interval_s)
     try:
-        cooldown(settings.cooldown_s, log)
-        if is_cuda and settings.max_start_temp_c is not None:
-            wait_for_temperature(gpu, settings.max_start_temp_c, settings.temp_wait_timeout_s, log)
-        baseline_power_w: float | None = None
-        if settings.baseline_s > 0:
-            if meter.available:
-                log(f"baseline: idle power over {settings.baseline_s:g} s")
-                meter.begin()
-                time.sleep(settings.baseline_s)
-                baseline_power_w = meter.end().mean_power_w
-            else:
-                log("baseline: skipped, no energy source")
+        baseline_power_w = settle(meter, gpu if is_cuda else None, settings, log)
         temp_start = gpu.temperature_c() if gpu else None
         pids_before = gpu.running_pids() if gpu else None
         viol0 = gpu.violation_ns() if gpu else None
