@@ -10,12 +10,23 @@ corrupt result file: the path and the parse error are the reason), else ``pendin
 file is that trial's problem only: the other trials aggregate as usual, and the next run redoes
 the step (the workflow sets corrupt results aside at parse time: state.reconcile).
 
-summary.csv: ``trial``, ``status``, the parameters (as JSON text: ``null``, ``true``, ``[1, 2]``;
+summary.csv: ``trial``, ``status``, for a search (``plan["search"]``, issue 10) ``round`` (the
+round that chose the trial: 0 for random/sobol, 0, 1, ... for halving/optuna, in the order
+:func:`snakesweep.plan.load_plan` lists them) and for halving ``budget`` (the round's value of
+the budget parameter), then the parameters (as JSON text: ``null``, ``true``, ``[1, 2]``;
 strings as they are, quoted by the CSV writer when needed; the exact JSON types come back from
 the plan, see report.read_summary), the metrics of the steps that ran (columns derived from the
 records, in step order; nothing for steps that were not selected), ``config_id`` (the
 configuration, joining configs.csv), ``error`` and ``error_log``. It is built as a pandas
-DataFrame, which report.write_configs aggregates into configs.csv.
+DataFrame, which report.write_configs aggregates into configs.csv. A grid sweep's files are
+exactly what they were before searches existed (no search columns).
+
+configs.csv and halving: the budget parameter (e.g. ``epochs``) is a parameter of the trial
+like any other (it is in the plan's ``param_names``), so ``config_id`` includes it and one
+configuration at 1 and at 27 epochs is two rows of configs.csv: they are different
+measurements, and averaging them would mix a 1-epoch accuracy into a 27-epoch one. The
+reports rank halving's best among the configurations at the largest budget reached
+(report.compute_reports).
 """
 
 from __future__ import annotations
@@ -35,6 +46,17 @@ if TYPE_CHECKING:
 
 BOOKKEEPING = ("trial", "status")
 TRAILER = ("config_id", "error", "error_log")
+SEARCH_COLUMNS = ("round", "budget")  # right after `status`, only for a search (search_columns)
+
+
+def search_columns(plan: dict[str, Any]) -> tuple[str, ...]:
+    """The search columns of summary.csv: none for a grid (its summary is unchanged), ``round``
+    for every search, and ``budget`` too for halving (the only method with a budget ladder: an
+    always-empty column for random/sobol/optuna would say nothing)."""
+    search = plan.get("search")
+    if not search:
+        return ()
+    return SEARCH_COLUMNS if search.get("method") == "halving" or search.get("ladder") else SEARCH_COLUMNS[:1]
 
 
 def _scalar(value: Any) -> bool:
@@ -70,17 +92,20 @@ def summary_table(plan: dict[str, Any], state: SweepState) -> "pd.DataFrame":
     from .report import config_id
 
     names = list(plan.get("param_names") or [])
+    extra = search_columns(plan)
     rows = []
     for t in plan["trials"]:
         row = trial_row(state, t["trial"], {n: t["params"].get(n) for n in names})
         row["config_id"] = config_id(t["params"])
+        for c in extra:  # from the plan entry (load_plan: the round files), never from a metric
+            row[c] = t.get(c)
         rows.append(row)
     metrics: dict[str, None] = {}
     for row in rows:
         for key in row:
-            if key not in BOOKKEEPING and key not in TRAILER and key not in names:
+            if key not in BOOKKEEPING and key not in TRAILER and key not in names and key not in extra:
                 metrics.setdefault(key, None)
-    columns = [*BOOKKEEPING, *names, *metrics, *TRAILER]
+    columns = [*BOOKKEEPING, *extra, *names, *metrics, *TRAILER]
     data = {c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns}
     return pd.DataFrame(data, columns=columns)
 

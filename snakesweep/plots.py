@@ -13,6 +13,14 @@
 * training curves: loss per epoch from each trial's train.json history; small multiples per
   configuration (seeds as lines) for up to 24 configurations, else one panel coloured by the
   configuration's objective mean.
+* a search's own figure (issue 10; only with ``--out-search``, which the workflow passes for a
+  search, never for a grid):
+  - halving (``halving_ladder.png``): each configuration's score (mean over seeds) against the
+    budget, one line per configuration from round 0 until the round it was stopped (an x) or
+    failed (a red x at the bottom); the winner at the top budget is a star. From the round files.
+  - random/sobol/optuna (``search_progress.png``): the objective of every trial against trial
+    order (round, then position: the order the search chose them), coloured by round, with the
+    best so far as a step line (running max or min by ``report.objective.direction``).
 
 Parameters keep their JSON types (from the plan): a numeric axis only when every level is a
 number; otherwise categorical, ordered numbers first then by JSON text, labelled ``null``,
@@ -24,7 +32,7 @@ written atomically with the umask's mode.
     python -m snakesweep.plots --summary S --configs C --plan P --importance I --pareto PA \
         --trials-dir results/trials --objective eval_accuracy --direction max --extra "" \
         --out-objective results/plots/objective_vs_params.png --out-heatmap ... \
-        --out-pareto ... --out-curves ... [--html results/report/answer.html]
+        --out-pareto ... --out-curves ... [--out-search ...] [--html results/report/answer.html]
 """
 
 from __future__ import annotations
@@ -43,8 +51,12 @@ from snakesweep.report import (
     compute_reports,
     config_params,
     guarded,
+    halving_ladder,
     level_key,
     load_plan,
+    load_rounds,
+    search_plot_name,
+    search_progress,
     param_cell,
     parse_objectives,
     problems_path,
@@ -428,6 +440,118 @@ def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path)
     _save(fig, path)
 
 
+# ---------------------------------------------------------------------------- a search (issue 10)
+
+
+def plot_halving_ladder(plt, rep: Reports, path) -> None:
+    metric, direction = rep.objective
+    search = rep.search or {}
+    param = search.get("budget_param") or "budget"
+    ladder = halving_ladder(rep)
+    title = "successive halving"
+    if not ladder:
+        save_message(plt, path, title, "no round of the search has been chosen yet (results/plan/rounds/)")
+        return
+    if not any(st["score"] is not None for e in ladder for st in e["steps"]):
+        save_message(plt, path, title, f"no configuration has a score ({metric}) yet")
+        return
+    budgets = [b for b in search.get("ladder") or [] if is_number(b)]
+    scores = [st["score"] for e in ladder for st in e["steps"] if st["score"] is not None]
+    lo, hi = min(scores), max(scores)
+    floor = lo - 0.06 * ((hi - lo) or abs(lo) or 1.0)  # where failed configurations are marked
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
+    stopped_n = failed_n = 0
+    for e in reversed(ladder):  # the furthest configurations drawn last, on top
+        pts = [(to_float(st["budget"]), st["score"]) for st in e["steps"] if st["score"] is not None]
+        last = e["steps"][-1]
+        winner = e["outcome"] == "winner"
+        reached = e["last_round"]
+        color = "C3" if winner else plt.get_cmap("viridis")(reached / max(1, len(budgets) - 1)) if budgets else "C0"
+        if pts:
+            ax.plot([b for b, _ in pts], [v for _, v in pts], "-o", ms=3.5, lw=2.2 if winner else 1.0,
+                    color=color, alpha=1.0 if winner else 0.75, zorder=4 if winner else 2)
+        if last["outcome"] == "stopped" and pts:
+            stopped_n += 1
+            ax.scatter([pts[-1][0]], [pts[-1][1]], marker="x", s=36, color="0.25", zorder=3)
+        elif last["outcome"] == "failed":
+            failed_n += 1
+            ax.scatter([to_float(last["budget"])], [floor], marker="x", s=40, color="C3", zorder=3)
+            if pts:
+                ax.plot([pts[-1][0], to_float(last["budget"])], [pts[-1][1], floor], ":", color="C3", lw=0.8)
+        if winner and pts:
+            ax.scatter([pts[-1][0]], [pts[-1][1]], marker="*", s=220, color="C3", edgecolor="black", zorder=5)
+    if budgets and max(budgets) / max(min(budgets), 1e-12) >= 8:
+        ax.set_xscale("log")
+    if budgets:
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.minorticks_off()
+    ax.set_xlabel(f"{param} (the budget; round r trains at the r-th value)")
+    ax.set_ylabel(f"mean {_label(metric, direction)}")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="x", ls="", color="0.25", label=f"stopped ({stopped_n})")]
+    if failed_n:
+        handles.append(Line2D([], [], marker="x", ls="", color="C3", label=f"failed ({failed_n}; drawn at the bottom)"))
+    if any(e["outcome"] == "winner" for e in ladder):
+        handles.append(Line2D([], [], marker="*", ls="", ms=12, color="C3", markeredgecolor="black",
+                              label="winner at the top budget"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    n_rounds = len(budgets) or len(rep.rounds)
+    ax.set_title(f"Successive halving (eta {search.get('eta', '?')}): {len(ladder)} configurations, "
+                 f"{len(rep.rounds)} of {n_rounds} rounds chosen\n"
+                 "each line is one configuration until the round it was stopped")
+    _save(fig, path)
+
+
+def plot_search_progress(plt, rep: Reports, path) -> None:
+    metric, direction = rep.objective
+    method = (rep.search or {}).get("method", "search")
+    progress = search_progress(rep)
+    title = f"{method}: {metric} by trial"
+    ok = [p for p in progress if p["value"] is not None]
+    if not progress:
+        save_message(plt, path, title, "no trial has been chosen yet")
+        return
+    if not ok:
+        save_message(plt, path, title, no_objective_message(rep) or f"no trial has a value of {metric} yet")
+        return
+    rounds = sorted({p["round"] for p in progress}, key=lambda r: to_float(r) or 0.0)
+    fig, ax = plt.subplots(figsize=(7.2, 4.4), layout="constrained")
+    cmap = plt.get_cmap("viridis")
+    for i, r in enumerate(rounds):
+        pts = [p for p in ok if p["round"] == r]
+        ax.scatter([p["n"] for p in pts], [p["value"] for p in pts], s=18, alpha=0.8, zorder=2,
+                   color=(f"C{i}" if len(rounds) <= 10 else cmap(i / (len(rounds) - 1))) if len(rounds) > 1 else "C0",
+                   label=f"round {r}" if len(rounds) > 1 else "a trial")
+    best = [(p["n"], p["best"]) for p in progress if p["best"] is not None]
+    ax.step([n for n, _ in best] + [len(progress)], [b for _, b in best] + [best[-1][1]], where="post",
+            color="C3", lw=1.6, zorder=3, label=f"best so far ({'max' if direction == 'max' else 'min'})")
+    if len(rounds) > 1:
+        for r in rounds[1:]:
+            start = next(p["n"] for p in progress if p["round"] == r)
+            ax.axvline(start - 0.5, color="0.7", lw=0.8, ls="--", zorder=1)
+    failed = len(progress) - len(ok)
+    ax.set_xlabel("trial (in the order the search chose them: round, then position)")
+    ax.set_ylabel(_label(metric, direction))
+    ax.set_xlim(0.5, len(progress) + 0.5)
+    ax.legend(fontsize=7, loc="best", ncol=2 if len(rounds) > 6 else 1)
+    ax.set_title(f"{method}: {metric} of {len(ok)} ok trial(s) and the best so far"
+                 + (f"\n({failed} trial(s) without a value, failed or pending, not shown)" if failed else ""))
+    _save(fig, path)
+
+
+def plot_search(plt, rep: Reports, path) -> None:
+    """The search method's figure (:func:`snakesweep.report.search_plot_name`)."""
+    method = (rep.search or {}).get("method")
+    name = search_plot_name(method)
+    if name is None:
+        save_message(plt, path, "search", "this sweep is a grid: it has no search figure")
+    elif name == "halving_ladder":
+        plot_halving_ladder(plt, rep, path)
+    else:
+        plot_search_progress(plt, rep, path)
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -444,8 +568,9 @@ def draw(plt, problems: Problems, path: str | Path, title: str, draw_fn) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Draw the four figures (and answer.html with them embedded, given --html); exit 0 whenever
-    the arguments are valid (see :func:`draw`); problems go to results/report/problems.report_plots.json."""
+    """Draw the four figures, a search's own with --out-search, and answer.html with them embedded
+    (given --html); exit 0 whenever the arguments are valid (see :func:`draw`); problems go to
+    results/report/problems.report_plots.json."""
     ap = argparse.ArgumentParser(prog="python -m snakesweep.plots", description=__doc__.split("\n\n")[0])
     ap.add_argument("--summary", required=True)
     ap.add_argument("--configs", help="accepted for the rule's dependency; recomputed from the summary")
@@ -460,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-heatmap", required=True)
     ap.add_argument("--out-pareto", required=True)
     ap.add_argument("--out-curves", required=True)
+    ap.add_argument("--out-search", help="a search's figure: the halving ladder, or the objective by trial "
+                    "order with the best so far (the workflow passes it only for a search)")
     ap.add_argument("--html", help="write answer.html with these figures embedded")
     ap.add_argument("--problems", help="default: results/report/problems.report_plots.json")
     args = ap.parse_args(argv)
@@ -468,11 +595,15 @@ def main(argv: list[str] | None = None) -> int:
     extra = parse_objectives(args.extra)
     outs = {"objective_vs_params": args.out_objective, "heatmap": args.out_heatmap,
             "pareto": args.out_pareto, "training_curves": args.out_curves}
+    if args.out_search:
+        outs["search"] = args.out_search
     problems = Problems("report_plots", Path(args.problems or problems_path(results_dir_of(args.out_objective), "report_plots")))
     plt = None
     try:
         plan = load_plan(args.plan)
-        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra)
+        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra, load_rounds(args.plan, plan))
+        if args.out_search:  # named after what it is, for answer.html's caption
+            outs[search_plot_name((rep.search or {}).get("method")) or "search"] = outs.pop("search")
         plt = _plt()
     except Exception as err:  # noqa: BLE001
         from snakesweep.report import _reason, placeholder
@@ -491,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     draw(plt, problems, outs["pareto"], "Pareto front", lambda: plot_pareto(plt, rep, outs["pareto"]))
     draw(plt, problems, outs["training_curves"], "training curves",
          lambda: plot_training_curves(plt, rep, plan, args.trials_dir, outs["training_curves"]))
+    if args.out_search:
+        draw(plt, problems, args.out_search, "search", lambda: plot_search(plt, rep, args.out_search))
     if args.html:
         guarded(problems, args.html, lambda: atomic_write_text(args.html, render_answer_html(rep, outs)))
     problems.write()

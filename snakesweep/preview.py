@@ -6,6 +6,13 @@ records left by earlier runs (results/benchmarks/{step}/{trial}.tsv): for each s
 duration, times the jobs still to run, spread over the cores; measure jobs run one at a time
 (they hold a resource of capacity 1), so their total is a floor. Without records it says
 "no history yet". Reading is capped per step so parsing a 10k-trial sweep stays fast.
+
+A search in rounds (halving, optuna: issue 10) has no trials at parse time: they are chosen
+round by round. Its preview counts the trials of the rounds chosen so far (the round files that
+belong to this search, as :func:`snakesweep.plan.load_plan` reads them) like any trial, and the
+rounds not chosen yet by their most trials (the schedule: configurations per round times seeds;
+fewer when configurations fail); the search line printed after it (snakesweep/search.py:
+describe) gives the schedule itself.
 """
 
 from __future__ import annotations
@@ -46,35 +53,79 @@ def human_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def search_rounds(plan: Mapping[str, Any] | None, results: str | Path) -> dict[str, Any] | None:
+    """For a search in rounds (the plan's ``search`` has ``rounds_dir``): ``{"method", "rounds",
+    "chosen", "trials" (ids of the chosen rounds' trials, in order), "later_trials" (the most
+    trials the rounds not chosen yet can run)}``; None for any other plan. Round files are read
+    with the plan's search key (:func:`snakesweep.plan.chosen_rounds`): a file left by another
+    search is not counted."""
+    search = (plan or {}).get("search") or {}
+    if not search.get("rounds_dir"):
+        return None
+    from .plan import chosen_rounds
+
+    docs = chosen_rounds(Path(results) / "plan", search)
+    ids: dict[str, None] = {}
+    for doc in docs:
+        for t in doc.get("trials") or []:
+            ids.setdefault(t["trial"], None)
+    per_round = [int(n) for n in search.get("configs_per_round") or []]
+    seeds = int(search.get("seeds") or 1)
+    return {"method": search.get("method"), "rounds": int(search.get("rounds") or len(per_round)),
+            "chosen": len(docs), "trials": list(ids), "later_trials": sum(per_round[len(docs):]) * seeds}
+
+
 def format_preview(
     n_trials: int,
     jobs_per_step: Mapping[str, int],
     benchmark_dir: str | Path,
     cores: int | None,
     done_per_step: Mapping[str, int] | None = None,
+    search: Mapping[str, Any] | None = None,
 ) -> str:
     """Two or three lines: the plan's size and the estimated wall time.
 
     ``jobs_per_step`` counts the jobs still to run per step (:func:`jobs_to_run`: missing,
     interrupted, and stale results, as Snakemake will see them). ``done_per_step``
-    optionally gives the jobs that already have a result, shown for context.
+    optionally gives the jobs that already have a result, shown for context. ``search``
+    (:func:`search_rounds`) describes a search in rounds: ``n_trials`` and the jobs are then
+    those of the rounds chosen so far, and the rounds still to choose are added as at most
+    ``later_trials`` trials of one job per step each.
     """
     cores = max(1, int(cores or 1))
     steps = list(jobs_per_step)
+    later = int((search or {}).get("later_trials") or 0)
     total = sum(jobs_per_step.values())
     jobs = ", ".join(f"{s} {jobs_per_step[s]}" for s in steps)
-    head = f"snakesweep plan: {n_trials} trials; jobs to run per step: {jobs} ({total} in all"
     done = sum((done_per_step or {}).values())
-    head += f"; {done} already have results)" if done else ")"
+    if search is None:
+        head = f"snakesweep plan: {n_trials} trials; jobs to run per step: {jobs} ({total} in all"
+    else:
+        chosen, rounds = search.get("chosen", 0), search.get("rounds", 0)
+        head = f"snakesweep plan: {search.get('method')} search in {rounds} rounds, up to {n_trials + later} trials; "
+        if chosen:
+            head += (f"{chosen} round{'s' if chosen != 1 else ''} chosen so far with {n_trials} trials: "
+                     f"jobs to run per step {jobs} ({total} in all")
+        else:
+            head += "no round chosen yet ("
+    if search is not None and not search.get("chosen"):
+        head += "the first round is chosen when the run starts)"
+    else:
+        head += f"; {done} already have results)" if done else ")"
     lines = [head]
-    if total == 0:
+    if later:
+        lines.append(f"  the {rounds - chosen} round{'s' if rounds - chosen != 1 else ''} not chosen yet: up to "
+                     f"{later} trials ({later * len(steps)} jobs), each round chosen from the results of the one "
+                     "before (the search line below gives the schedule)")
+    if total == 0 and not later:
         lines.append("estimated wall time: nothing to run (every step of every trial has a result)")
         return "\n".join(lines)
-    means = benchmark_means(benchmark_dir, [s for s in steps if jobs_per_step[s]])
+    todo = {s: jobs_per_step[s] + later for s in steps}
+    means = benchmark_means(benchmark_dir, [s for s in steps if todo[s]])
     if not means:
         lines.append(f"estimated wall time: no history yet (no benchmark records under {benchmark_dir})")
         return "\n".join(lines)
-    work = {s: jobs_per_step[s] * means[s][0] for s in steps if s in means}
+    work = {s: todo[s] * means[s][0] for s in steps if s in means}
     serial = sum(w for s, w in work.items() if s in SERIAL_STEPS)
     wall = max(sum(work.values()) / cores, serial)
     per = ", ".join(f"{s} {m:.1f} s" for s, (m, _n) in means.items())
@@ -83,9 +134,13 @@ def format_preview(
     est += f" (mean job time from {n_rec} earlier benchmark record{'s' if n_rec != 1 else ''}: {per}"
     if serial:
         est += "; measure jobs run one at a time"
+    if later:
+        est += "; the rounds not chosen yet at most, at these job times"
+        if (search or {}).get("method") == "halving":
+            est += ", though halving's later rounds train at larger budgets"
     est += ")"
     lines.append(est)
-    missing = [s for s in steps if jobs_per_step[s] and s not in means]
+    missing = [s for s in steps if todo[s] and s not in means]
     if missing:
         lines.append(f"  no history yet for {', '.join(missing)}: the estimate leaves those jobs out")
     return "\n".join(lines)
@@ -145,10 +200,16 @@ def show_preview(
     try:
         if not getattr(workflow, "is_main_process", True):
             return ""
+        search = search_rounds(plan, results)
+        if search is not None:  # halving/optuna: the trials of the rounds chosen so far (module docstring)
+            trials = search["trials"]
+            from .plan import round_trials  # the rounds load_plan adds
+
+            plan = {**plan, "trials": round_trials(Path(results) / "plan", plan["search"])}
         todo, done = jobs_to_run(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
                                  data_marker=data_marker)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
-        text = format_preview(len(trials), todo, Path(results) / "benchmarks", cores, done)
+        text = format_preview(len(trials), todo, Path(results) / "benchmarks", cores, done, search)
         try:
             from snakemake.logging import logger
 

@@ -20,6 +20,17 @@ its parameters with their JSON types (None, bool, int, float, str, list) taken f
 * ``answer.html``: the answer on one page, with the plots embedded (base64 PNG) when drawn
   by ``python -m snakesweep.plots --html``.
 
+A search (issue 10; the plan's ``search`` block, trials of halving/optuna rounds added by
+:func:`snakesweep.plan.load_plan`): summary.csv has ``round`` (and for halving ``budget``)
+after ``status``, which are neither parameters nor metrics. For halving, the budget parameter
+(``epochs``) is a parameter like any other, so a configuration at 1 and at 27 epochs is two
+rows of configs.csv (two measurements), and best.json ranks only the configurations at the
+largest budget any configuration finished (the top of the ladder once the search is done;
+``best.json: scope`` says which): a 1-epoch score is not comparable with a 27-epoch one.
+answer.html adds the halving ladder (:func:`halving_ladder`: every configuration's score per
+round and whether it was promoted, stopped or failed, from the round files) or, for
+random/sobol/optuna, the best so far (:func:`search_progress`).
+
 Parameter values are shown as JSON: ``null``, ``true``, ``[1, 2]``; strings as they are.
 Mixed-type levels sort numbers first (by value), then the rest by their JSON text.
 
@@ -59,7 +70,8 @@ CI_NOTE = "ci_note"
 CONFIDENCE = 0.95
 ALPHA = 0.05
 # summary.csv columns that are neither parameters nor metrics
-NON_METRIC_COLUMNS = frozenset({"trial", "status", "config_id", "error", "error_log", "reason", "state"})
+NON_METRIC_COLUMNS = frozenset({"trial", "status", "config_id", "error", "error_log", "reason", "state",
+                                "round", "budget"})  # round, budget: a search's summary (collect.search_columns)
 FAILED_STATUSES = frozenset({"failed", "corrupt"})
 # Labels, never averaged even when a value looks like a number (nvml_version "12.535").
 LABEL_SUFFIXES = ("_version", "_source", "_detail", "_name", "_id", "_host", "_device")
@@ -782,6 +794,11 @@ class Reports:
     pareto: "pd.DataFrame"
     importance: "pd.DataFrame"
     notes: list[str] = field(default_factory=list)
+    # issue 10: the plan's search block (None for a grid), the trials in plan order (round, then
+    # position: load_plan's order) and the round files chosen so far (halving/optuna)
+    search: dict | None = None
+    plan_trials: list[dict] = field(default_factory=list)
+    rounds: list[dict] = field(default_factory=list)
 
 
 def param_names_from(plan: Mapping | None, summary: Any = None) -> list[str]:
@@ -793,19 +810,60 @@ def param_names_from(plan: Mapping | None, summary: Any = None) -> list[str]:
     if "status" not in cols:
         return []
     out = []
-    for c in cols[cols.index("status") + 1:]:
+    start = cols.index("status") + 1
+    while start < len(cols) and cols[start] in ("round", "budget"):  # a search's columns
+        start += 1
+    for c in cols[start:]:
         if c in NON_METRIC_COLUMNS or c.startswith(("train_", "eval_", "latency_", "throughput", "energy_")):
             break
         out.append(c)
     return out
 
 
-def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, extra: Sequence[Objective]) -> Reports:
-    """The typed summary -> configs, best, Pareto front and importance (no IO)."""
+def top_budget_scope(configs: "pd.DataFrame", search: Mapping, metric: str) -> tuple["pd.DataFrame", dict] | None:
+    """Halving: the configurations at the largest budget where some configuration has a mean of
+    ``metric`` (the top of the ladder once the search is done), and a description of that
+    scope for best.json. None when the budget parameter is not a column (nothing to scope)."""
+    param = search.get("budget_param")
+    col = f"{metric}_mean"
+    if not param or param not in configs.columns:
+        return None
+    ladder = list(search.get("ladder") or [])
+    have = configs[metric_values(configs[col]).notna()] if col in configs.columns else configs.iloc[0:0]
+    budgets = [to_float(v) for v in have[param]] if not have.empty else []
+    budgets = [b for b in budgets if b is not None]
+    if not budgets:
+        return None
+    top = max(budgets)
+    scoped = configs[[to_float(v) == top for v in configs[param]]]
+    top_of_ladder = to_float(ladder[-1]) if ladder else None
+    value = int(top) if float(top).is_integer() else top
+    done = top_of_ladder is None or top >= top_of_ladder
+    text = (f"halving: ranked among the configurations trained at the top budget ({param} = {value:g})"
+            if done else
+            f"halving: the search has not reached the top budget ({param} = {ladder[-1]:g}) yet; ranked among "
+            f"the configurations at the largest budget reached so far ({param} = {value:g})")
+    scope = {"budget_param": param, "budget": value, "top_of_ladder": ladder[-1] if ladder else None,
+             "complete": done, "n_configs": int(len(scoped)), "text": text}
+    return scoped, scope
+
+
+def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, extra: Sequence[Objective],
+                    rounds: Sequence[Mapping] = ()) -> Reports:
+    """The typed summary -> configs, best, Pareto front and importance (no IO). `rounds`: a
+    search's round files (:func:`load_rounds`), for the halving ladder."""
     names = param_names_from(plan, summary)
     df = summary_frame(summary, names, plan)
     configs = config_table(df, names)
-    best = best_report(df, configs, names, objective)
+    search = dict((plan or {}).get("search") or {}) or None
+    scope = top_budget_scope(configs, search, objective[0]) if search and search.get("method") == "halving" else None
+    if scope is not None:
+        # halving: a 1-epoch score is no rival of a 27-epoch one (module docstring)
+        best = best_report(df, scope[0], names, objective)
+        best["scope"] = scope[1]
+        best["verdict"] = f"{scope[1]['text']}: {best['verdict']}"
+    else:
+        best = best_report(df, configs, names, objective)
     objs, dropped = effective_objectives(configs, objective, extra)
     notes = []
     if not extra:
@@ -817,8 +875,159 @@ def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, ex
         summary=df, param_names=names, steps=list((plan or {}).get("steps") or ["train", "eval", "measure"]),
         objective=objective, configs=configs, best=best, objectives=objs, dropped=dropped,
         pareto=pareto_table(configs, names, objs), importance=importance_table(configs, names, objective),
-        notes=notes,
+        notes=notes, search=search, plan_trials=list((plan or {}).get("trials") or []), rounds=list(rounds),
     )
+
+
+# ---------------------------------------------------------------------------- a search (issue 10)
+
+SEARCH_PLOTS = {"halving": "halving_ladder", "random": "search_progress", "sobol": "search_progress",
+                "optuna": "search_progress"}
+
+
+def search_plot_name(method: str | None) -> str | None:
+    """The figure a search method adds (a grid has none: no placeholder it has no use for)."""
+    return SEARCH_PLOTS.get(method or "grid")
+
+
+def load_rounds(plan_path: str | Path | None, plan: Mapping | None) -> list[dict]:
+    """The round files a plan's search has chosen so far (the same rule as load_plan: each with
+    the plan's key and its parent's digest); [] for a grid or a search without rounds."""
+    search = (plan or {}).get("search") or {}
+    if not plan_path or not search.get("rounds_dir"):
+        return []
+    from snakesweep.plan import chosen_rounds
+
+    return chosen_rounds(Path(plan_path).parent, search)
+
+
+def _config_key(params: Mapping, drop: Iterable[str]) -> str:
+    from snakesweep.grid import canonical_json
+
+    gone = {SEED, *drop}
+    return canonical_json({k: py_value(v) for k, v in params.items() if k not in gone})
+
+
+def _objective_by_trial(rep: Reports) -> dict[str, float | None]:
+    """Each trial's objective value (ok trials with a finite value; None otherwise)."""
+    metric = rep.objective[0]
+    df = rep.summary
+    if metric not in df.columns or "trial" not in df.columns:
+        return {}
+    vals = metric_values(df[metric])
+    out = {}
+    for trial, status, v in zip(df["trial"], df["status"], vals):
+        out[str(trial)] = float(v) if status == "ok" and v == v and math.isfinite(v) else None
+    return out
+
+
+def _trial_status(rep: Reports) -> dict[str, str]:
+    df = rep.summary
+    if "trial" not in df.columns:
+        return {}
+    return {str(t): str(s or "pending") for t, s in zip(df["trial"], df["status"])}
+
+
+def halving_ladder(rep: Reports) -> list[dict]:
+    """Successive halving's ladder, one entry per configuration of round 0, from the round files:
+
+    ``{"key", "params" (the configuration: no seed, no budget), "steps": [{"round", "budget",
+    "score", "outcome", "rank"}], "last_round", "outcome", "text"}``, where a step's outcome is
+    the round after it's verdict (``selection.configs``: ``promoted``, ``stopped``, ``failed``)
+    or, for the last round chosen, ``final`` (the top of the ladder), ``failed``, ``pending``
+    (a trial not finished) or ``waiting`` (every seed finished; the next round has not judged it
+    yet). Scores are the mean objective over the seeds, as the promotion used them (the round
+    file's score; from summary.csv for the last round). Sorted: furthest round first, then by
+    score (best first), failed last. Empty when the search is not halving or no round is chosen.
+    """
+    search = rep.search or {}
+    if search.get("method") != "halving" or not rep.rounds:
+        return []
+    metric, direction = rep.objective
+    param = search.get("budget_param") or ""
+    ladder = list(search.get("ladder") or [])
+    top_round = len(ladder) - 1 if ladder else None
+    values = _objective_by_trial(rep)
+    status = _trial_status(rep)
+    entries: dict[str, dict] = {}
+    for doc in rep.rounds:
+        r = int(doc.get("round", 0))
+        groups: dict[str, list[dict]] = {}
+        for t in doc.get("trials") or []:
+            groups.setdefault(_config_key(t.get("params") or {}, [param]), []).append(t)
+        for key, trials in groups.items():
+            params = {k: v for k, v in (trials[0].get("params") or {}).items() if k not in (SEED, param)}
+            e = entries.setdefault(key, {"key": key, "params": params, "steps": []})
+            e["steps"].append({"round": r, "budget": trials[0].get("budget", doc.get("budget")),
+                               "trials": [t["trial"] for t in trials], "score": None, "outcome": None, "rank": None})
+    # verdicts: round r+1's selection judged round r's configurations
+    for doc in rep.rounds:
+        sel = doc.get("selection") or {}
+        r = int(doc.get("round", 0))
+        judged = sel.get("configs")  # round 0's is a count; later rounds list round r-1's verdicts
+        for c in judged if isinstance(judged, list) else []:
+            e = entries.get(_config_key(c.get("config") or {}, [param]))
+            step = next((st for st in (e or {}).get("steps", []) if st["round"] == r - 1), None)
+            if step is None:
+                continue
+            step.update(score=to_float(c.get("score")), outcome=c.get("outcome"), rank=c.get("rank"))
+    last_chosen = max(int(d.get("round", 0)) for d in rep.rounds)
+    sign = -1.0 if direction == "max" else 1.0
+    for e in entries.values():
+        for st in e["steps"]:
+            if st["outcome"] is not None:
+                continue
+            vals = [values.get(t) for t in st["trials"]]
+            states = [status.get(t, "pending") for t in st["trials"]]
+            if any(s in FAILED_STATUSES for s in states) or (
+                    all(s == "ok" for s in states) and any(v is None for v in vals)):
+                st["outcome"] = "failed"
+            elif all(s == "ok" for s in states):
+                st["score"] = round(math.fsum(vals) / len(vals), 12)
+                st["outcome"] = "final" if st["round"] == top_round else "waiting"
+            else:
+                st["outcome"] = "pending"
+        last = e["steps"][-1]
+        e["last_round"], e["outcome"] = last["round"], last["outcome"]
+        b = last["budget"]
+        at = f"round {last['round']} ({param} = {b:g})" if is_number(b) else f"round {last['round']}"
+        e["text"] = {
+            "stopped": f"stopped after {at}",
+            "failed": f"failed in {at}",
+            "promoted": f"promoted from {at}",  # only while the next round's trials are not listed
+            "final": f"reached the top budget: {at}",
+            "waiting": f"finished {at}; the next round has not been chosen yet",
+            "pending": f"running or pending in {at}",
+        }.get(last["outcome"], str(last["outcome"]))
+    finals = [e for e in entries.values() if e["outcome"] == "final" and e["steps"][-1]["score"] is not None]
+    if finals and last_chosen == top_round:
+        win = min(finals, key=lambda e: (sign * e["steps"][-1]["score"], e["key"]))
+        st = win["steps"][-1]
+        at = f"{param} = {st['budget']:g}" if is_number(st["budget"]) else "the top budget"
+        win["outcome"], win["text"] = "winner", f"the winner, at the top budget (round {st['round']}, {at})"
+
+    def order(e: dict) -> tuple:
+        sc = e["steps"][-1]["score"]
+        return (-e["last_round"], e["outcome"] == "failed", sc is None, sign * sc if sc is not None else 0.0, e["key"])
+
+    return sorted(entries.values(), key=order)
+
+
+def search_progress(rep: Reports) -> list[dict]:
+    """The objective against trial order (random/sobol/optuna, any search): one entry per trial
+    in plan order (round, then position: load_plan's order), ``{"n", "trial", "round",
+    "value" (None unless ok), "best" (the best so far by the objective's direction, over ok
+    trials up to this one; None before the first)}``."""
+    metric, direction = rep.objective
+    values = _objective_by_trial(rep)
+    better = (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
+    out, best = [], None
+    for i, t in enumerate(rep.plan_trials, start=1):
+        v = values.get(t.get("trial"))
+        if v is not None and (best is None or better(v, best)):
+            best = v
+        out.append({"n": i, "trial": t.get("trial"), "round": t.get("round", 0), "value": v, "best": best})
+    return out
 
 
 # ---------------------------------------------------------------------------- answer.html
@@ -856,12 +1065,15 @@ def _ci(c: Mapping, metric: str) -> str:
     return "" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
 
 
-PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")
+PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")  # every sweep's
 PLOT_TITLES = {
     "objective_vs_params": "The objective against each swept parameter",
     "heatmap": "The objective over the two most important parameters",
     "pareto": "The Pareto front",
     "training_curves": "Training curves",
+    # a search's own figure (search_plot_name), only for that method
+    "halving_ladder": "Successive halving: each configuration's score per budget, until it was stopped",
+    "search_progress": "The objective against trial order, with the best so far",
 }
 
 
@@ -917,6 +1129,8 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
                 )
             else:
                 out.append(f"<p class='muted'>{_h(test.get('name'))}: undefined ({_h(test.get('undefined_because'))}).</p>")
+
+    out += search_html(rep, max_configs)
 
     out.append(f"<h2>Which parameters matter? (eta squared of {_h(metric)} over configuration means)</h2>")
     if not rep.importance.empty:
@@ -983,6 +1197,73 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
     return "\n".join(out)
 
 
+def search_html(rep: Reports, max_rows: int = 50) -> list[str]:
+    """answer.html's search section (nothing for a grid): the halving ladder as a table, or for
+    random/sobol/optuna where the best so far was found."""
+    search = rep.search or {}
+    method = search.get("method")
+    if not method:
+        return []
+    metric, direction = rep.objective
+    out: list[str] = []
+    if method == "halving":
+        ladder = halving_ladder(rep)
+        param = search.get("budget_param") or "budget"
+        budgets = list(search.get("ladder") or [])
+        out.append("<h2>Successive halving: which configurations were stopped when</h2>")
+        if not ladder:
+            out.append("<p class='muted'>No round has been chosen yet (results/plan/rounds/).</p>")
+            return out
+        keys = sorted({k for e in ladder for k in e["params"]})
+        shown = [k for k in keys if len({level_key(e["params"].get(k)) for e in ladder}) > 1] or keys
+        counts = [sum(any(st["round"] == r for st in e["steps"]) for e in ladder) for r in range(len(budgets))]
+        out.append(f"<p class='muted'>{_h(metric)} ({'higher' if direction == 'max' else 'lower'} is better), "
+                   f"mean over seeds, per round; {_h(param)} ladder {' &rarr; '.join(f'{b:g}' for b in budgets)}; "
+                   f"configurations per round {' &rarr; '.join(str(c) for c in counts[:len(rep.rounds)])}"
+                   f" ({len(rep.rounds)} of {len(budgets)} rounds chosen; eta {_h(search.get('eta'))}). "
+                   "Bold: promoted to the next round; struck through: stopped there.</p>")
+        out.append("<table><tr>" + "".join(f"<th class='l'>{_h(k)}</th>" for k in shown)
+                   + "".join(f"<th>{_h(param)} = {b:g}</th>" for b in budgets) + "<th class='l'>outcome</th></tr>")
+        for e in ladder[:max_rows]:
+            by_round = {st["round"]: st for st in e["steps"]}
+            cells = []
+            for r in range(len(budgets)):
+                st = by_round.get(r)
+                if st is None:
+                    cells.append("<td></td>")
+                    continue
+                o, sc = st["outcome"], _num(st["score"])
+                text = {"failed": "failed", "pending": "running"}.get(o, sc or "n/a")
+                if o == "promoted":
+                    text = f"<b>{text}</b>"
+                elif o == "stopped":
+                    text = f"<s>{text}</s>"
+                cells.append(f"<td title='{_h(o)}'>{text}</td>")
+            cls = "best" if e["outcome"] == "winner" else ""
+            out.append(f"<tr class='{cls}'>" + "".join(f"<td class='l'>{_hp(e['params'].get(k))}</td>" for k in shown)
+                       + "".join(cells) + f"<td class='l'>{_h(e['text'])}</td></tr>")
+        out.append("</table>")
+        if len(ladder) > max_rows:
+            out.append(f"<p class='muted'>{len(ladder) - max_rows} more configuration(s) stopped earlier: "
+                       "results/plan/rounds/round_*.json lists every verdict.</p>")
+        return out
+    progress = search_progress(rep)
+    ok = [p for p in progress if p["value"] is not None]
+    rounds = {p["round"] for p in progress}
+    out.append(f"<h2>The search: {_h(method)}, {len(progress)} trials"
+               + (f" in {len(rounds)} rounds" if len(rounds) > 1 else "") + "</h2>")
+    if not ok:
+        out.append(f"<p class='muted'>No trial has a value of {_h(metric)} yet.</p>")
+        return out
+    best = ok[-1]["best"]
+    first = next(p for p in ok if p["value"] == best)
+    out.append(f"<p class='muted'>The best {_h(metric)} per trial so far, {_num(best)}, was first reached at trial "
+               f"{first['n']} of {len(progress)} (round {_h(first['round'])}); {len(ok)} trial(s) ok. "
+               "The figure <i>search_progress</i> shows every trial's value and the best so far, in the order "
+               "the search chose them.</p>")
+    return out
+
+
 # ---------------------------------------------------------------------------- IO
 
 
@@ -1011,9 +1292,13 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def load_plan(path: str | Path | None) -> dict | None:
+    """The plan as :func:`snakesweep.plan.load_plan` reads it: for halving/optuna, with the trials
+    of the rounds chosen so far (trials.json alone has none of them). None without a plan."""
     if not path or not Path(path).exists():
         return None
-    return json.loads(Path(path).read_text())
+    from snakesweep.plan import load_plan as load
+
+    return load(path)
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -1133,15 +1418,25 @@ def report_problem_lines(results: str | Path = "results") -> list[str]:
 # ---------------------------------------------------------------------------- workflow helpers
 
 
-def report_targets(wildcards: Any = None, results: str = "results") -> list[str]:
-    """Every file the report rules make (also usable as a Snakemake input function)."""
+def report_targets(wildcards: Any = None, results: str = "results", search: str | None = None) -> list[str]:
+    """Every file the report rules make (also usable as a Snakemake input function); `search`
+    (the search method) adds its figure (:func:`search_plot_name`; none for a grid)."""
+    extra = search_plot_name(search)
     return [
         f"{results}/best.json",
         f"{results}/pareto.csv",
         f"{results}/importance.csv",
         f"{results}/report/answer.html",
         *(f"{results}/plots/{name}.png" for name in PLOT_NAMES),
+        *([f"{results}/plots/{extra}.png"] if extra else []),
     ]
+
+
+def search_plot_output(method: str | None, results: str = "results") -> dict[str, str]:
+    """For report.smk: ``{"search": path}`` of a search's figure, {} for a grid (the rule's
+    outputs are fixed at parse time; a grid sweep gets no figure it has no use for)."""
+    name = search_plot_name(method)
+    return {"search": f"{results}/plots/{name}.png"} if name else {}
 
 
 def report_settings_params(config: dict) -> dict[str, str]:
@@ -1182,9 +1477,11 @@ def workflow_report_settings(config: dict, known_metrics: Sequence[str] = ()) ->
     return params
 
 
-def report_command_args(settings: Mapping[str, str], results: str = "results") -> tuple[list[str], list[str]]:
+def report_command_args(settings: Mapping[str, str], results: str = "results",
+                        search: str | None = None) -> tuple[list[str], list[str]]:
     """The argument lists of `python -m snakesweep.report` and `python -m snakesweep.plots`,
-    as the report rules pass them (answer.html is made by the plots, which it embeds)."""
+    as the report rules pass them (answer.html is made by the plots, which it embeds);
+    `search`: the search method, whose figure is drawn with --out-search."""
     r = Path(results)
     common = ["--summary", str(r / "summary.csv"), "--configs", str(r / "configs.csv"),
               "--plan", str(r / "plan" / "trials.json"), "--objective", settings["objective"],
@@ -1195,7 +1492,19 @@ def report_command_args(settings: Mapping[str, str], results: str = "results") -
              "--trials-dir", str(r / "trials"), "--html", str(r / "report" / "answer.html"),
              *(x for name, f in zip(("objective", "heatmap", "pareto", "curves"), PLOT_NAMES)
                for x in (f"--out-{name}", str(r / "plots" / f"{f}.png")))]
+    extra = search_plot_name(search)
+    if extra:
+        plots += ["--out-search", str(r / "plots" / f"{extra}.png")]
     return tables, plots
+
+
+def plan_search_method(results: str | Path = "results") -> str | None:
+    """The search method of the plan on disk (None for a grid or without a plan)."""
+    try:
+        search = json.loads(Path(results, "plan", "trials.json").read_text()).get("search") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return search.get("method") if isinstance(search, dict) else None
 
 
 def write_reports_after_failure(settings: dict[str, str], results: str = "results", logs: str = "logs") -> list[str]:
@@ -1212,12 +1521,13 @@ def write_reports_after_failure(settings: dict[str, str], results: str = "result
     r = Path(results)
     if not (r / "summary.csv").exists():
         return []
-    targets = report_targets(results=results)
+    search = plan_search_method(results)
+    targets = report_targets(results=results, search=search)
     problems = Problems("onerror", problems_path(results, "onerror"))
     try:
         for t in targets:
             Path(t).unlink(missing_ok=True)
-        tables, plots = report_command_args(settings, results)
+        tables, plots = report_command_args(settings, results, search)
         Path(logs, "report").mkdir(parents=True, exist_ok=True)
         for module, args in (("snakesweep.report", tables), ("snakesweep.plots", plots)):
             log_path = Path(logs, "report", f"{module.split('.')[1]}.onerror.log")
@@ -1268,7 +1578,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = Problems("report_tables", Path(args.problems or problems_path(results_dir_of(args.best), "report_tables")))
     try:
         plan = load_plan(args.plan)
-        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra)
+        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra, load_rounds(args.plan, plan))
     except Exception as err:  # noqa: BLE001
         for out in outputs:
             problems.add(out, _reason(err))

@@ -4,7 +4,9 @@ collect, status, preview and the workflow's parse-time reconciliation all read t
 through :func:`read_state`, so they never disagree. It reads files only:
 
 - the plan (results/plan/trials.json): trials, parameters, and the selected ``steps``
-  (absent in plans written before steps were selectable: all of :data:`STEPS`);
+  (absent in plans written before steps were selectable: all of :data:`STEPS`); for a search
+  in rounds (halving, optuna), with the trials of the rounds chosen so far
+  (results/plan/rounds/, read by :func:`snakesweep.plan.load_plan`, see :func:`read_plan`);
 - the result JSONs (results/trials/{trial}/{step}.json, and with ``measure.cycles: N`` the
   cycle records results/trials/{trial}/cycles/measure.{c}.json), each parsed and checked
   against the result schema (:func:`check_result`);
@@ -96,6 +98,22 @@ def _read_json(path: str | Path) -> Any:
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def read_plan(path: str | Path) -> dict[str, Any] | None:
+    """The plan as every reader must see it: :func:`snakesweep.plan.load_plan`, which adds the
+    trials of a search's chosen rounds (halving, optuna: none of them are in trials.json
+    itself). None when the plan is missing or unreadable; a round file that cannot be read
+    ends the chosen rounds there (load_plan's rule), it never fails the reading."""
+    from .plan import load_plan
+
+    try:
+        plan = load_plan(path)
+    except (OSError, ValueError):
+        return None
+    except (KeyError, TypeError, AttributeError):  # a malformed round file: the plan's own trials
+        plan = _read_json(path)
+    return plan if isinstance(plan, dict) else None
 
 
 def plan_steps(plan: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -525,9 +543,7 @@ def read_state(
     now = time.time() if now is None else now
     smk = root / ".snakemake"
     if plan is None:
-        plan = _read_json(root / results / "plan" / "trials.json")
-        if not isinstance(plan, dict):
-            plan = None
+        plan = read_plan(root / results / "plan" / "trials.json")
     steps = tuple(steps) if steps is not None else plan_steps(current_plan or plan)
     trial_ids = list(trials) if trials is not None else [t["trial"] for t in (plan or {}).get("trials", []) if "trial" in t]
     if current_plan is not None and "trials" not in current_plan:

@@ -20,6 +20,10 @@ ETA: the remaining jobs times each step's mean duration from the benchmark recor
 finished jobs (a running job counts for the part of its mean not yet used), divided by the
 number of jobs running now; measure jobs run one at a time, so their total is a floor. Rough,
 and only while Snakemake runs: a stopped run has no ETA, only the work left.
+A search (issue 10): the trials are those of the plan as snakesweep.plan.load_plan reads it
+(for halving/optuna, the trials of the rounds chosen so far); the search line says how many
+rounds are chosen and how many trials the rest of the schedule can still add (not counted in
+the ETA, which covers the chosen rounds).
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ def sweep_status(
     return {
         "dir": str(root.resolve()),
         "sweep_name": (st.plan or {}).get("sweep_name"),
+        "search": search_status(st.plan, root / results),
         "plan": os.path.join(results, "plan", "trials.json") if st.plan else None,
         "planned": len(st.trials),
         "snakemake_running": st.active,
@@ -133,6 +138,24 @@ def sweep_status(
         "eta_note": eta_note,
         "now": _iso(now),
     }
+
+
+def search_status(plan: dict[str, Any] | None, results: str | Path) -> dict[str, Any] | None:
+    """The plan's search (None for a grid): method, rounds chosen of all, the trials chosen so
+    far and the most the rounds not chosen yet can add (halving/optuna)."""
+    search = (plan or {}).get("search")
+    if not isinstance(search, dict) or not search:
+        return None
+    out: dict[str, Any] = {"method": search.get("method"), "rounds": search.get("rounds", 1),
+                           "chosen": search.get("rounds", 1), "trials": len((plan or {}).get("trials") or []),
+                           "later_trials": 0}
+    if search.get("rounds_dir"):
+        from .preview import search_rounds
+
+        info = search_rounds(plan, results) or {}
+        out.update(chosen=info.get("chosen", 0), later_trials=info.get("later_trials", 0),
+                   rounds_dir=str(Path(results) / "plan" / search["rounds_dir"]))
+    return out
 
 
 def estimate_eta(jobs_left, running, mean_s, now, steps) -> tuple[float | None, str]:
@@ -179,6 +202,15 @@ def format_text(st: dict[str, Any], max_failed: int = 20) -> str:
         lines.append(f"{st['dir']}: no plan yet (results/plan/trials.json is missing; run snakemake first)")
     else:
         lines.append(f"sweep {name!r} in {st['dir']}: {st['planned']} trials planned")
+        sr = st.get("search")
+        if sr and sr.get("rounds_dir"):
+            more = (f"; the {sr['rounds'] - sr['chosen']} round(s) left can add up to {sr['later_trials']} trials "
+                    "(chosen as the rounds before finish; not in the counts below)" if sr["later_trials"] else
+                    "; every round is chosen")
+            lines.append(f"search: {sr['method']}, {sr['chosen']} of {sr['rounds']} rounds chosen "
+                         f"({sr['rounds_dir']}/), {sr['trials']} trials so far{more}")
+        elif sr:
+            lines.append(f"search: {sr['method']} ({sr['trials']} trials, all chosen from the sweep file)")
     if st["snakemake_running"]:
         state = "running (pid " + ", ".join(map(str, st["snakemake_pids"])) + ")" if st["snakemake_pids"] else "running"
     elif st.get("stale_lock"):

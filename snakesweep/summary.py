@@ -6,7 +6,11 @@ The workflow's ``onsuccess:`` and ``onerror:`` handlers print these lines: how m
 ok, failed and pending (every failed one with its error and log, up to 20), the best
 configuration with its mean, interval and the significance verdict (results/best.json), the
 report outputs that could not be made (results/report/problems.*.json), and where the reports
-are. It reads files only (summary.csv, best.json, the problem notes), never raises, and
+are. A search in rounds (halving, optuna) also says how many rounds are chosen, and its retry
+line says what a re-run does there: a trial that failed for good (a reason ``failures.retry_on``
+does not retry) is not retried, the search goes on without it (snakesweep/search.py:
+final_failures). It reads files only (summary.csv, the plan and its round files, best.json,
+the problem notes), never raises, and
 imports nothing heavy, so a handler can always call it. ``python -m snakesweep.summary [DIR]``
 prints the same for a sweep directory.
 """
@@ -66,8 +70,39 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs") -> list[str]:
-    """Counts of ok / failed / pending trials; the failed ones with their error and log."""
+def search_of(results: str | Path) -> dict[str, Any] | None:
+    """A search in rounds, from the plan on disk: ``{"method", "rounds", "chosen", "retry_on"}``;
+    None for a grid, random/sobol (ordinary trials: a re-run retries them) or without a plan."""
+    plan = _read_json(Path(results, "plan", "trials.json"))
+    search = plan.get("search") if isinstance(plan, Mapping) else None
+    if not isinstance(search, Mapping) or not search.get("rounds_dir"):
+        return None
+    try:
+        from .plan import chosen_rounds
+
+        chosen = len(chosen_rounds(Path(results, "plan"), dict(search)))
+    except Exception:  # noqa: BLE001 - a summary line must not fail
+        chosen = None
+    retry_on = (plan.get("failures") or {}).get("retry_on") or ["timeout", "signal", "orphaned"]
+    return {"method": search.get("method"), "rounds": search.get("rounds"), "chosen": chosen,
+            "retry_on": list(retry_on)}
+
+
+def _retry_text(search: Mapping[str, Any] | None) -> str:
+    if not search:
+        return "re-run the same command to retry failed and missing trials."
+    why = ", ".join(search.get("retry_on") or []) or "none"
+    return ("re-run the same command to continue the search: missing trials run, and failed ones are retried "
+            f"only for a reason in failures.retry_on ({why}) or when the failure budget held them back; a "
+            "trial that failed for good (an exception, a "
+            "non-zero exit) is not retried and the search goes on without it (delete its "
+            "logs/<step>/<trial>.error.json to retry it).")
+
+
+def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs",
+                search: Mapping[str, Any] | None = None) -> list[str]:
+    """Counts of ok / failed / pending trials; the failed ones with their error and log.
+    `search` (:func:`search_of`): a search in rounds, whose re-run retries less."""
     counts = {"ok": 0, "failed": 0, "pending": 0}
     failed = []
     for r in rows:
@@ -85,9 +120,11 @@ def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs") -> list[s
     if counts["failed"] or counts["pending"]:
         lines.append(
             f"snakesweep: {counts['failed']} of {n} trials failed and {counts['pending']} did not finish; "
-            "results/summary.csv lists every trial (status, error); re-run the same command to retry "
-            "failed and missing trials."
+            f"results/summary.csv lists every trial (status, error); {_retry_text(search)}"
         )
+    if search and search.get("chosen") is not None and search.get("rounds") and search["chosen"] < search["rounds"]:
+        lines.append(f"snakesweep: {search.get('method')} search: {search['chosen']} of {search['rounds']} rounds "
+                     "chosen so far (results/plan/rounds/); the same command continues it")
     for r in failed[:MAX_FAILED]:
         log = r.get("error_log") or ""
         if not log:
@@ -180,7 +217,7 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         rows = _read_rows(summary)
         if rows is None:
             return [f"snakesweep: no trial summary yet ({summary.as_posix()} does not exist)"]
-        lines = trial_lines(rows, logs)
+        lines = trial_lines(rows, logs, search_of(root))
         best_path = root / "best.json"
         if best_path.exists():
             lines += best_lines(_read_json(best_path))

@@ -1,13 +1,36 @@
 # Reports over the collected results: best.json, pareto.csv, importance.csv and the plots,
 # all flagged for `snakemake --report report.html` with a caption each (workflow/report/).
 # The report settings reach the shell only as validated metric names and max/min.
+from functools import partial
+
 from snakesweep.plan import build_plan
 from snakesweep.preview import show_preview
 from snakesweep.report import workflow_report_settings
-from snakesweep.report import report_targets as get_report_targets
+from snakesweep.report import report_targets, search_plot_output
 
 # the objective was checked against a built-in's metrics in common.smk (check_objectives)
 REPORT = workflow_report_settings(CFG.model_dump(mode="json"))
+
+# issue 10: a search's own figure (the halving ladder, or the objective against trial order
+# with the best so far: snakesweep/plots.py), an output of report_plots only for a search, so
+# a grid sweep gets no placeholder it has no use for ({} and no flag for a grid)
+SEARCH_PLOT = search_plot_output(CFG.sweep.search.method, RESULTS)
+SEARCH_PLOT_FLAG = f"--out-search {SEARCH_PLOT['search']}" if SEARCH_PLOT else ""
+SEARCH_PLOT_OUTPUT = {
+    name: report(
+        path,
+        caption="../report/search_plot.rst",
+        labels={"figure": "5. the search"},
+        category="2. Plots",
+    )
+    for name, path in SEARCH_PLOT.items()
+}
+
+# every report file (rule all): the search's figure too, for a search (a partial, not a def:
+# `snakemake --lint` wants functions in common.smk)
+get_report_targets = partial(
+    report_targets, results=RESULTS, search=CFG.sweep.search.method
+)
 
 
 report: "../report/workflow.rst"
@@ -68,6 +91,7 @@ rule report_tables:
         " --importance {output.importance} > {log} 2>&1"
 
 
+# issue 10: `**SEARCH_PLOT_OUTPUT` is the search's figure, only for a search (see above)
 rule report_plots:
     input:
         summary=f"{RESULTS}/summary.csv",
@@ -76,6 +100,7 @@ rule report_plots:
         importance=rules.report_tables.output.importance,
         pareto=rules.report_tables.output.pareto,
     output:
+        **SEARCH_PLOT_OUTPUT,
         answer=report(
             f"{RESULTS}/report/answer.html",
             caption="../report/answer.rst",
@@ -119,11 +144,12 @@ rule report_plots:
         objective=REPORT["objective"],
         direction=REPORT["direction"],
         extra=REPORT["extra"],
+        search_plot=SEARCH_PLOT_FLAG,  # issue 10: "" for a grid
     shell:
         "python {params.script} --summary {input.summary} --configs {input.configs}"
         " --plan {input.plan} --importance {input.importance} --pareto {input.pareto}"
         " --trials-dir {params.trials_dir:q} --objective {params.objective:q}"
         " --direction {params.direction:q} --extra={params.extra:q}"
         " --out-objective {output.objective} --out-heatmap {output.heatmap}"
-        " --out-pareto {output.pareto} --out-curves {output.curves}"
+        " --out-pareto {output.pareto} --out-curves {output.curves} {params.search_plot}"
         " --html {output.answer} > {log} 2>&1"
