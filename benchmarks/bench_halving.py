@@ -96,7 +96,7 @@ def main() -> int:
     h_mean = statistics.fmean(h_values)
     grid_epochs = sum(int(r["epochs"]) for r in grid_rows)
     halving_epochs = sum(int(r["epochs"]) for r in halving_rows)
-    within = lo <= h_mean <= hi or h_mean >= best_mean
+    within = bool(lo <= h_mean <= hi or h_mean >= best_mean)  # numpy bools are not JSON
     result = {
         "grid": {"configs": len(grid_scores), "seeds": len(seeds), "trials": len(grid_rows), "epochs": grid_epochs,
                  "wall_s": round(grid_wall, 1), "best": dict(zip(keys, best_key)),
