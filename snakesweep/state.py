@@ -743,8 +743,14 @@ def forced_or_upstream(state: SweepState, trial: str, i: int, runs: Mapping[str,
     missing measurement cycles): its output is stale or forced, or an earlier step runs."""
     cell = state.cells[trial][state.steps[i]]
     steps = state.steps
+    row = state.cells[trial]
+
+    def ancient_and_there(k: int) -> bool:  # an existing ancient input does not propagate
+        up = row[steps[k]]
+        return (steps[i], steps[k]) in ANCIENT_EDGES and up.result is not None and not up.corrupt
+
     return cell.state in ("stale", "interrupted", "running") or any(
-        runs[trial][k] and (steps[i], steps[k]) not in ANCIENT_EDGES for k in range(i))
+        runs[trial][k] and not ancient_and_there(k) for k in range(i))
 
 
 def _data_rebuilt(state: SweepState, anything_runs: bool) -> bool:

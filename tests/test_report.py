@@ -657,10 +657,10 @@ def test_workflow_makes_reports_and_the_html_report_has_the_plots(workdir):
     again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
     assert "nothing to run" in again.stdout + again.stderr
     first, second = sorted((res / "trials").iterdir())[:2]
-    (first / "train.json").unlink()  # an intermediate: Snakemake does not redo it
+    (first / "train.json").unlink()  # every step's result is a target: retrained, and what follows
     (second / "measure.json").unlink()
     again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
-    assert "jobs to run per step: train 0, eval 0, measure 1" in again.stdout
+    assert "jobs to run per step: train 1, eval 1, measure 2" in again.stdout
     assert "on 2 cores (mean job time from" in again.stdout
 
 
