@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .report import report_problem_lines  # standard library only at import
+
 MAX_FAILED = 20
 # (path under results/, what it answers); the order of the final lines
 REPORTS = (
@@ -174,23 +176,6 @@ def best_lines(best: Any) -> list[str]:
     return lines
 
 
-def problem_lines(results: str | Path) -> list[str]:
-    """Report outputs that could not be made, from results/report/problems.<rule>.json."""
-    items: list[Mapping[str, Any]] = []
-    for f in sorted(Path(results, "report").glob("problems.*.json")):
-        data = _read_json(f)
-        if isinstance(data, Mapping):
-            items.extend(i for i in (data.get("problems") or []) if isinstance(i, Mapping))
-        else:
-            items.append({"rule": f.stem.split(".", 1)[-1], "output": str(f), "message": "unreadable problems file"})
-    if not items:
-        return []
-    lines = [f"snakesweep: {len(items)} report output(s) could not be made (the trials are not affected; "
-             "each file now says why):"]
-    lines += [f"  {i.get('output')} ({i.get('rule')}): {i.get('message')}" for i in items]
-    return lines
-
-
 def report_lines(results: str | Path) -> list[str]:
     """Where the reports are (the ones that exist)."""
     root = Path(results)
@@ -226,7 +211,7 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
                     lines.append(f"  (from an earlier run: {best_path.as_posix()} is older than {summary.as_posix()})")
             except OSError:
                 pass
-        lines += problem_lines(root)
+        lines += report_problem_lines(root)
         lines += report_lines(root)
         return lines
     except Exception as err:  # noqa: BLE001 - the end of a run must not fail on its summary
