@@ -1,6 +1,6 @@
 """Rule `train` (workflow/rules/train.smk): train one trial.
 
-Runs the step (snakesweep/steps.py: train) in a child process under the supervisor (snakesweep/supervise.py),
+Runs the step (snakesweep/steps.py: train) in a forked child under the supervisor (snakesweep/supervise.py),
 which enforces `timeout_s` and leaves an error record for every way the step can fail.
 """
 
@@ -8,4 +8,7 @@ import sys
 
 from snakesweep.supervise import supervise
 
-sys.exit(supervise(["train", *sys.argv[1:]]))
+# the step runs in a fork of this process, whose __main__ is this file: a workload's
+# multiprocessing (spawn) re-imports it, and must not start a second supervisor
+if __name__ == "__main__":
+    sys.exit(supervise(["train", *sys.argv[1:]]))

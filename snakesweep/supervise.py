@@ -2,7 +2,11 @@
 
 Snakemake has no per-job timeout on a workstation, and a child that segfaults, aborts or is
 killed by the OOM killer cannot write its own error record: this supervisor does both. It
-imports only the standard library so it adds almost nothing to a step's start-up.
+imports only the standard library, then forks: the child (its own process and session, killed
+with the supervisor by PR_SET_PDEATHSIG, its output in the step's log) imports and runs the
+step (snakesweep.steps.main) in the interpreter already started, instead of starting a second
+one (issue 11: one interpreter start per job instead of two). The parent watches it exactly as
+it watched a separate `python -m snakesweep.steps`: timeout, signals, exit status, orphaning.
 
     python -m snakesweep.supervise STEP --trial T --plan P --output O --log L [...]
 """
@@ -12,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,8 +43,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _load_plan(plan_path: str) -> dict:
-    with open(plan_path) as fh:
-        return json.load(fh)
+    # halving/optuna trials live in round files, which plan.load_plan adds (standard library
+    # only): read raw, a search has no planned trials and max_failure_rate trips at once
+    from .plan import load_plan
+
+    return load_plan(plan_path)
 
 
 def _timeout_for(plan: dict, step: str) -> float:
@@ -155,24 +162,104 @@ def _owner_alive(owner: int | None) -> bool:
     return owner is None or owner in _ancestors()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if this supervisor is killed (kill -9 of the whole run), the
-    kernel kills the step too (Linux PR_SET_PDEATHSIG); elsewhere this does nothing."""
+def _die_with_parent(parent: int) -> None:
+    """In the child: if this supervisor is killed (kill -9 of the whole run), the kernel kills
+    the step too (Linux PR_SET_PDEATHSIG); elsewhere this does nothing."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os._exit(1)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _run_child(step_argv: list[str], log_fd: int, env: dict[str, str], parent: int) -> None:
+    """The forked child: becomes what `python -X faulthandler -m snakesweep.steps STEP ...`
+    was (own session, output to the log, the thread/attempt variables, faulthandler on,
+    sys.path[0] = the working directory as with -m), runs the step, and exits. Never returns."""
+    code = 1
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.setsid()
+        _die_with_parent(parent)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.environ.update(env)
+        import faulthandler
+
+        faulthandler.enable()
+        sys.path[0] = os.getcwd()
+        from snakesweep import steps
+
+        sys.argv = [steps.__file__, *step_argv]
+        code = steps.main(step_argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - whatever happens, the child leaves through os._exit
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
         try:
-            proc.wait(KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            import atexit
+
+            atexit._run_exitfuncs()  # the workload's atexit handlers run as in a normal exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _start(step_argv: list[str], out, env: dict[str, str]) -> int:
+    """Fork the step's process (see _run_child); the parent gets its pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _run_child(step_argv, out.fileno(), env, parent)
+    return pid
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: poll instead
+        return None
+
+
+def _wait(pid: int, fd: int | None, timeout: float) -> int | None:
+    """The child's exit status (negative: killed by that signal) or None after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        if fd is not None:
+            select.select([fd], [], [], left)  # readable once the child has exited
+        else:
+            time.sleep(min(delay, left))
+            delay = min(2 * delay, 0.05)
+
+
+def _kill_group(pid: int, fd: int | None = None) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
+        pass
+    try:
+        if _wait(pid, fd, KILL_GRACE_S) is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+    except ChildProcessError:
         pass
 
 
@@ -215,22 +302,19 @@ def supervise(argv: list[str]) -> int:
             return 1
     error_record_path(log).unlink(missing_ok=True)  # a retry starts clean
     timeout = _timeout_for(plan, args.step) * attempt
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    env[ATTEMPT_ENV] = str(attempt)
+    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), ATTEMPT_ENV: str(attempt)}
     os.environ[ATTEMPT_ENV] = str(attempt)  # for the records this process writes
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "snakesweep.steps", args.step,
-           "--trial", args.trial, "--plan", args.plan, "--log", args.log, *rest]
+    step_argv = [args.step, "--trial", args.trial, "--plan", args.plan, "--log", args.log, *rest]
     if attempt > 1:
         with open(log, "a") as out:
             print(f"snakesweep: attempt {attempt} (the last one failed: {before.get('reason')}); "
                   f"timeout {timeout:g} s\n{_describe(before)}", file=out)
     with open(log, "a") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
-        )
+        pid = _start(step_argv, out, env)
+        fd = _pidfd(pid)
 
         def forward(signum, _frame):  # Ctrl-C, scancel: take the child's whole group down too
-            _kill_group(proc)
+            _kill_group(pid, fd)
             sys.exit(128 + signum)
 
         signal.signal(signal.SIGTERM, forward)
@@ -239,13 +323,11 @@ def supervise(argv: list[str]) -> int:
         owner = _snakemake_owner()
         while True:
             left = timeout - (time.monotonic() - start)
-            try:
-                code = proc.wait(max(0.0, min(POLL_S, left)))
+            code = _wait(pid, fd, max(0.0, min(POLL_S, left)))
+            if code is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if left <= POLL_S:
-                _kill_group(proc)
+                _kill_group(pid, fd)
                 key = TIMEOUT_KEY.get(args.step, args.step)
                 msg = f"{args.step} ran longer than {timeout:g} s (timeout_s.{key} x attempt {attempt}) and was killed"
                 print(f"snakesweep: {msg}", file=out, flush=True)
@@ -254,7 +336,7 @@ def supervise(argv: list[str]) -> int:
             if not _owner_alive(owner):
                 # Snakemake was killed (kill -9, lost node): stop, so that a re-run's job for
                 # this step never runs beside this one (a second measurement would be contaminated)
-                _kill_group(proc)
+                _kill_group(pid, fd)
                 msg = f"the Snakemake process that started {args.step} died; the step was stopped"
                 print(f"snakesweep: {msg}", file=out, flush=True)
                 write_error_record(log, reason="orphaned", type_="Orphaned", message=msg, **record)
