@@ -167,7 +167,7 @@ def test_kill_minus_nine_then_resume_gives_the_same_results(workdir, tmp_path):
     other.snakemake("--cores", "2", "--configfile", str(cfg2), check=True)
     uninterrupted = other.read_csv("results/summary.csv")
     timing = {"train_time_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps", "peak_mem_mb",
-              "measure_lock_wait_s"}
+              "measure_lock_wait_s", "measure_lock_from", "measure_lock_to"}
 
     def stable(rows):
         return [{k: v for k, v in r.items() if k not in timing and not k.startswith(("window", "n_batches", "latency", "throughput", "energy_j", "temp_", "flag_short"))} for r in rows]
