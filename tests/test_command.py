@@ -505,10 +505,10 @@ def test_measuring_a_command_records_its_tree_window_memory_and_energy_honestly(
     assert m["window_includes_startup"] is True and "start-up" in m["window_note"]
     assert 0.6 < m["window_s"] < total - 0.2  # the child's sleep is inside; the cooldown is not
     assert m["cpu_time_s"] > 0
-    # tree: 60 + 50 MB at once; the largest single process held ~60 MB; wait4 cannot see the sum
-    assert m["peak_rss_mb_tree_sampled"] >= 110
-    assert 60 <= m["peak_rss_mb_largest_process"] < 100
-    assert m["peak_mem_mb"] == m["peak_rss_mb_tree_sampled"] and m["max_processes"] == 2
+    # tree: 60 + 50 MB at once (plus two interpreters); never the launcher's memory (this pytest
+    # process holds hundreds of MB, which wait4's ru_maxrss would have carried into the child)
+    assert 110 <= m["peak_mem_mb"] < 200
+    assert m["max_processes"] == 2
     # the command's own metrics kept under their names; a clash with a measured key is prefixed
     assert m["latency_ms_p50"] == 1.5 and m["command.window_s"] == 123.0 and m["window_s"] != 123.0
     assert "latency_ms_p95" not in m and "throughput_sps" not in m  # nothing we did not measure
