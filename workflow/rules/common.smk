@@ -133,7 +133,6 @@ def get_gpu(wildcards):
     return TRIAL_GPU.get(wildcards.trial, int(CFG.device == "cuda"))
 
 
-
 # Measure jobs hold `measure_slot`: one at a time in this run, whether or not a profile sets it
 # (a deployed module or a run from another directory has no profiles/default); each measure
 # step also holds a host-wide lock (snakesweep/measure_lock.py) against other runs.
@@ -185,8 +184,12 @@ def get_command(step):
     """A command workload's argv template and argument style, as a param of its rule (editing the
     command re-runs that step and what follows it, nothing else)."""
     text = command_text(step)
+    if not text:
+        return ""  # a module workload: a constant costs Snakemake nothing per job
 
-    def command(wildcards):  # a function: a plain string's {lr} would be read as a wildcard
+    def command(
+        wildcards,
+    ):  # a function: a plain string's {lr} would be read as a wildcard
         return text
 
     return command
@@ -211,9 +214,11 @@ def get_upstream(step):
 
     def upstream(wildcards):
         return {
-            s: ancient(result_path(wildcards.trial, s))
-            if (step, s) == ("measure", "eval")
-            else result_path(wildcards.trial, s)
+            s: (
+                ancient(result_path(wildcards.trial, s))
+                if (step, s) == ("measure", "eval")
+                else result_path(wildcards.trial, s)
+            )
             for s in before
         }
 
@@ -250,6 +255,28 @@ def get_measure_settings_hash():
 
 
 TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
+
+
+# issue 11: on a cluster, N consecutive trials share one Slurm job: their train+eval in bundle
+# `trial-k`, their measurements in `measure-k`, N from the profile's `group-components: {trial: N,
+# measure: N}` (profiles/slurm). Bundle k's measurements wait for bundle k only, so a failed trial
+# holds back its own bundle, not others. Without group-components (a local run, `snakemake -n`):
+# no groups, one job per step.
+def get_group(name):
+    def group(wildcards):
+        settings = getattr(workflow, "group_settings", None)
+        size = (getattr(settings, "group_components", None) or {}).get(name)
+        if not size:
+            return None
+        index = TRIAL_INDEX.get(wildcards.trial)
+        # issue 10: a trial chosen in a search round is bundled alone
+        chunk = wildcards.trial if index is None else index // int(size)
+        # the trials of a chunk are not connected: Snakemake joins them into one job through
+        # group-components, which it looks up under the parent id (as for `group: "x-{trial}"`)
+        workflow.parent_groupids[f"{name}-{chunk}"] = name
+        return f"{name}-{chunk}"
+
+    return group
 
 
 def get_cycle_priority(wildcards):
