@@ -12,6 +12,9 @@ rule eval:
         f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
     priority: get_step_priority()
     retries: CFG.failures.retries.eval
+    # in the same cluster job as the trial's train (get_group in common.smk)
+    group:
+        get_group("trial")
     conda:
         "../../environment.yml"
     threads: 1

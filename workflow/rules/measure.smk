@@ -16,6 +16,10 @@ if CFG.measure.cycles == 1:
         benchmark:
             f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
         retries: CFG.failures.retries.measure
+        # on a cluster: N measurements in one job, apart from training, so that it can hold an
+        # exclusive node (get_group in common.smk; profiles/slurm); cycles are not bundled
+        group:
+            get_group("measure")
         conda:
             "../../environment.yml"
         threads: 1

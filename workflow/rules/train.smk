@@ -12,6 +12,9 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
     priority: get_step_priority()
     retries: CFG.failures.retries.train
+    # on a cluster: train+eval of N trials in one job (get_group in common.smk; profiles/slurm)
+    group:
+        get_group("trial")
     conda:
         "../../environment.yml"
     threads: 1
