@@ -62,6 +62,14 @@ HINT = (
 )
 
 
+def _job_id(value):
+    """A job's id: an int for plain jobs, a uuid string for a group job (Slurm bundles)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 @dataclass
 class LogHandlerSettings(LogHandlerSettingsBase):
     detail: bool = field(
@@ -197,17 +205,17 @@ class LogHandler(LogHandlerBase):
         elif event == LogEvent.RESOURCES_INFO and getattr(record, "provided_resources", None) is not None:
             st.provided_resources(_as_dict(record.provided_resources))
         elif event == LogEvent.JOB_STARTED:
-            self.starting = {int(j) for j in getattr(record, "jobs", None) or []}
+            self.starting = {_job_id(j) for j in getattr(record, "jobs", None) or []}
         elif event == LogEvent.JOB_INFO:
-            self.starting.discard(int(record.jobid))
+            self.starting.discard(_job_id(record.jobid))
             st.job_started(
-                int(record.jobid), str(record.rule_name), t,
+                _job_id(record.jobid), str(record.rule_name), t,
                 _as_dict(getattr(record, "resources", None)), getattr(record, "benchmark", None),
             )
         elif event == LogEvent.JOB_FINISHED:
             st.job_finished(int(record.job_id), t)
         elif event == LogEvent.JOB_ERROR:
-            st.job_failed(int(record.jobid), str(record.rule_name), t)
+            st.job_failed(_job_id(record.jobid), str(record.rule_name), t)
             self.failed_since_line = True
         elif event == LogEvent.GROUP_ERROR:
             for info in getattr(record, "job_error_info", None) or []:
