@@ -20,6 +20,7 @@ from snakesweep.energy import (
     DEFAULT_RAPL_ROOT,
     THROTTLE_BITS,
     EnergyMeter,
+    EnergyResult,
     NvmlGpu,
     UnavailableMeter,
     net_energy_j,
@@ -230,6 +231,19 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- the measurement
 
 
+def window_flags(window_s: float, settings: MeasureSettings, energy: EnergyResult) -> tuple[bool, bool, list[str]]:
+    """The checks every timed window gets (module batches or a whole command): shorter than
+    ``min_window_s``, an energy counter that read zero. Returns (short, zero, details)."""
+    details = []
+    short = window_s < settings.min_window_s
+    if short:
+        details.append(f"window {window_s:.3f} s < min_window_s {settings.min_window_s:g} s")
+    zero = energy.energy_j is not None and energy.counter_zero
+    if zero:
+        details.append("energy counter read zero")
+    return short, zero, details
+
+
 def settle(meter: EnergyMeter, gpu: NvmlGpu | None, settings: MeasureSettings, log: Log) -> float | None:
     """What comes before every timed window (a module's batches or a command's whole run):
     the cooldown, the wait for a cool GPU (``max_start_temp_c``), and the idle baseline.
@@ -360,13 +374,7 @@ def run_measurement(
     if energy_j is not None and baseline_power_w is not None:
         per_sample_net = net_energy_j(energy_j, baseline_power_w, energy.window_s) / n_samples
 
-    details = []
-    short = window_s < settings.min_window_s
-    if short:
-        details.append(f"window {window_s:.3f} s < min_window_s {settings.min_window_s:g} s")
-    zero = energy_j is not None and energy.counter_zero
-    if zero:
-        details.append("energy counter read zero")
+    short, zero, details = window_flags(window_s, settings, energy)
     shared: bool | None = None
     thr: bool | None = None
     if gpu is not None:

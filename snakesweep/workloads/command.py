@@ -678,7 +678,7 @@ def run_measure(
     the command's own metrics, if any (a name clashing with a measured key gets `command.` in front).
     """
     from ..energy import UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
-    from ..measure import settle, throttled
+    from ..measure import settle, throttled, window_flags
 
     is_cuda = device.startswith("cuda")
     gpu, gpu_reason = (None, None)
@@ -717,13 +717,7 @@ def run_measure(
     energy_net = None
     if energy_j is not None and baseline_power_w is not None:
         energy_net = net_energy_j(energy_j, baseline_power_w, energy.window_s)
-    details = []
-    short = window_s < settings.min_window_s
-    if short:
-        details.append(f"window {window_s:.3f} s < min_window_s {settings.min_window_s:g} s")
-    zero = energy_j is not None and energy.counter_zero
-    if zero:
-        details.append("energy counter read zero")
+    short, zero, details = window_flags(window_s, settings, energy)
     shared: bool | None = None
     thr: bool | None = None
     if gpu is not None:
