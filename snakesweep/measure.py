@@ -7,7 +7,6 @@ has imported it already) and pynvml only through snakesweep.energy when a GPU is
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import resource
@@ -145,6 +144,8 @@ def cycle_priority(
     - shuffled: a 20-bit hash of (trial, cycle): a fixed pseudo-random order, the same on every run.
     Priorities stay small (< 2**16 x n_cycles) so the MILP scheduler's objective remains well scaled.
     """
+    import hashlib  # parse time only: a measurement process does not pay for OpenSSL
+
     if n_cycles < 1 or not 0 <= cycle < n_cycles:
         raise ValueError(f"cycle {cycle} out of range for {n_cycles} cycles")
     if order == "interleaved":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,8 @@ ENV_VAR = "SNAKESWEEP_MEASURE_LOCK"
 
 def lock_path() -> Path:
     """$SNAKESWEEP_MEASURE_LOCK, else snakesweep-measure.lock in the system's temp directory."""
+    import tempfile  # only without the variable: tempfile imports random, shutil, ...
+
     return Path(os.environ.get(ENV_VAR) or Path(tempfile.gettempdir(), "snakesweep-measure.lock"))
 
 

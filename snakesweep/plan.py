@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .results import SCHEMA_VERSION, atomic_write_json, atomic_write_text, read_json
 
-if TYPE_CHECKING:  # every step reads the plan: it must not pay for pydantic
+# every step reads the plan: it must not pay for pydantic, nor for csv/hashlib (used by the
+# plan rule and by searches only, imported where used)
+if TYPE_CHECKING:
     from .config import SweepConfig
     from .grid import Trial
 
@@ -56,6 +53,9 @@ def _cell(value: Any) -> Any:
 
 def trials_csv(plan: dict[str, Any]) -> str:
     names = plan["param_names"]
+    import csv
+    import io
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["trial", *names])
@@ -98,6 +98,8 @@ def round_digest(doc: dict[str, Any] | None) -> str | None:
     if doc is None:
         return None
     ids = [t["trial"] for t in doc["trials"]]
+    import hashlib
+
     return hashlib.sha256(json.dumps([doc.get("parent"), doc["key"], ids]).encode()).hexdigest()[:12]
 
 

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import socket
 import sys
-import traceback
-import uuid
-from datetime import datetime, timezone
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from typing import Any
+
+# Every step process imports this module before any work (issue 11: hundreds of short jobs):
+# it imports only what writing a record needs; hostname and version come from os and sys,
+# the traceback module only when there is an exception to format.
 
 SCHEMA_VERSION = 1
 ATTEMPT_ENV = "SNAKESWEEP_ATTEMPT"
@@ -25,11 +28,13 @@ STEPS = ("train", "eval", "measure")
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-23T06:41:25.925+00:00."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+00:00"
 
 
 def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
@@ -74,7 +79,7 @@ def versions() -> dict[str, str | None]:
     """Versions of what the step actually used: torch only if the step imported it."""
     torch = sys.modules.get("torch")
     return {
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],  # what platform.python_version() parses
         "torch": getattr(torch, "__version__", None),
         "snakesweep": __version__,
     }
@@ -102,7 +107,7 @@ def result_record(
         "started_at": started_at,
         "ended_at": ended_at,
         "duration_s": round(duration_s, 6),
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,  # socket.gethostname() without importing socket
         "device": device,
         "versions": versions(),
         "sweep_hash": sweep_hash,
@@ -147,6 +152,8 @@ def write_error_record(
 
 
 def exception_record(log_path: str | Path, trial: str, step: str, exc: BaseException) -> Path:
+    import traceback
+
     tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
     return write_error_record(
         log_path,

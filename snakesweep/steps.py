@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -265,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             measure_aggregate(a.trial, a.plan, a.cycles, a.output)
     except Exception as exc:
+        import traceback
+
         traceback.print_exc()
         exception_record(a.log, a.trial, a.step, exc)
         print(f"snakesweep: {a.step} {a.trial} FAILED: {type(exc).__name__}: {exc}", flush=True)

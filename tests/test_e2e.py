@@ -30,9 +30,19 @@ def _statuses(rows):
     return {(float(r["x"]), int(r["seed"])): r["status"] for r in rows}
 
 
-def test_small_sweep_runs_to_completion_and_resumes_as_nothing_to_do(workdir):
+# What a step's process must not import (issue 11: a sweep of short trials pays every import
+# in every job; measured per job: pydantic ~200 ms with the config models, hashlib ~6 ms (OpenSSL),
+# socket/platform/uuid ~8 ms; a measurement needs dataclasses (~10 ms, energy) and tempfile (the lock))
+NOT_IN_A_STEP = {"pydantic", "yaml", "pandas", "numpy", "torch", "snakemake", "hashlib", "socket", "platform", "uuid"}
+NOT_IN_TRAIN_OR_EVAL = NOT_IN_A_STEP | {"dataclasses", "tempfile"}
+
+
+def test_small_sweep_runs_to_completion_and_resumes_as_nothing_to_do(workdir, tmp_path):
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.5, 1.0, 2.0]}))
-    run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    env = dict(os.environ, TOY_MODULES_DIR=str(modules))
+    run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True, env=env)
     assert "Using workflow specific profile profiles/default" in run.stderr
 
     rows = workdir.read_csv("results/summary.csv")
@@ -60,6 +70,12 @@ def test_small_sweep_runs_to_completion_and_resumes_as_nothing_to_do(workdir):
         assert float(row["throughput_sps"]) > 0 and float(row["latency_ms_p95"]) >= float(row["latency_ms_p50"])
         assert row["energy_j_per_sample"] == ""  # no energy counter on a CPU test machine...
         assert row["energy_source"].startswith("unavailable")  # ...and the reason says so
+
+    reports = {step: [json.loads(p.read_text()) for p in modules.glob(f"{step}.*.json")] for step in ("train", "eval", "measure")}
+    assert {step: len(r) for step, r in reports.items()} == {"train": 6, "eval": 6, "measure": 6}
+    for step, seen in reports.items():
+        heavy = (NOT_IN_A_STEP if step == "measure" else NOT_IN_TRAIN_OR_EVAL) & set().union(*seen)
+        assert not heavy, f"a {step} process imported {sorted(heavy)}"
 
     configs = workdir.read_csv("results/configs.csv")
     assert len(configs) == 3

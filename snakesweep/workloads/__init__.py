@@ -18,14 +18,12 @@ snakesweep/workloads/command.py.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import importlib.util
-from dataclasses import dataclass
+import json
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigError
 from ..results import STEPS
@@ -43,8 +41,7 @@ MEASURED_METRICS = [
 STEP_FUNCTION = {"train": "train", "eval": "evaluate", "measure": "inference"}
 
 
-@dataclass(frozen=True)
-class WorkloadRef:
+class WorkloadRef(NamedTuple):  # not a dataclass: `dataclasses` imports inspect (~10 ms per step)
     spec: str | dict  # built-in name, the file path as the user wrote it, or a command workload's dict
     key: str  # directory-safe name for its prepared data
     path: Path | None  # the file, for user module workloads
@@ -62,12 +59,16 @@ def resolve_workload(spec: str | dict | CommandWorkload, source: str = "config")
         if isinstance(spec, dict):  # as the plan stores it
             spec = CommandWorkload.model_validate(spec)
         dumped = spec.model_dump(mode="json")
+        import hashlib  # parse time only (the step processes import this module too)
+
         digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:8]
         return WorkloadRef(dumped, f"command-{digest}", None, spec)
     if spec in BUILTIN:
         return WorkloadRef(spec, spec, None)
     path = Path(spec)
     if path.suffix == ".py" and path.is_file():
+        import hashlib
+
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
         return WorkloadRef(spec, f"{path.stem}-{digest}", path)
     raise ConfigError(
@@ -79,11 +80,15 @@ def resolve_workload(spec: str | dict | CommandWorkload, source: str = "config")
 
 def load_workload(spec: str, steps: tuple[str, ...] | list[str] = STEPS) -> ModuleType:
     """Import a module workload and check it defines what the selected steps call."""
-    ref = resolve_workload(spec)
-    if ref.path is None:
+    if spec in BUILTIN:
         module = importlib.import_module(BUILTIN[spec])
     else:
-        mod_spec = importlib.util.spec_from_file_location(f"snakesweep_user_workload_{ref.key}", ref.path)
+        path = Path(spec)
+        if path.suffix != ".py" or not path.is_file():
+            resolve_workload(spec)  # raises the config error that names the fix
+        # the module's name needs no digest (one user module per step process): no hashlib here
+        name = "snakesweep_user_workload_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+        mod_spec = importlib.util.spec_from_file_location(name, path)
         assert mod_spec is not None and mod_spec.loader is not None
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)

@@ -34,6 +34,16 @@ def _maybe_fail(params):
         time.sleep(3600)
 
 
+def _report_modules(step):
+    """With TOY_MODULES_DIR set, leave the names of the modules this step's process has imported
+    (tests keep the step processes light: hundreds of short jobs pay every import)."""
+    out = os.environ.get("TOY_MODULES_DIR")
+    if out:
+        import sys
+
+        Path(out, f"{step}.{os.getpid()}.json").write_text(json.dumps(sorted(sys.modules)))
+
+
 def prepare(data_dir):
     (Path(data_dir) / "data.json").write_text(json.dumps({"offset": 0.5}))
 
@@ -46,11 +56,13 @@ def train(params, out_dir, *, data_dir, device):
     loss = (x - 1.0) ** 2 + offset + 0.01 * params["seed"]
     Path(out_dir, "model.json").write_text(json.dumps({"w": x, "tag": params.get("tag")}))
     history = [{"epoch": e, "loss": loss * (3 - e)} for e in range(1, 3)]
+    _report_modules("train")
     return {"train_loss": loss, "train_time_s": 0.0, "history": history, "tag_seen": params.get("tag")}
 
 
 def evaluate(params, train_dir, *, data_dir, device):
     model = json.loads(Path(train_dir, "model.json").read_text())
+    _report_modules("eval")
     return {"eval_accuracy": 1.0 / (1.0 + abs(model["w"] - 1.0)), "eval_loss": abs(model["w"] - 1.0)}
 
 
@@ -58,4 +70,5 @@ def inference(params, train_dir, *, data_dir, device, batch_size):
     # a `steps: [measure]` sweep has no trained model: the parameters describe what is measured
     w = json.loads(Path(train_dir, "model.json").read_text())["w"] if train_dir else float(params.get("x", 0))
     batches = [[w] * int(params.get("batch_size", batch_size)) for _ in range(4)]
+    _report_modules("measure")
     return (lambda batch: sum(v * v for v in batch)), batches, [len(b) for b in batches]
