@@ -136,9 +136,14 @@ TRIAL_GPU = {
 }
 
 
-def get_gpu(wildcards):
+def _gpu_per_trial(wildcards):
     # issue 10: a trial chosen in a search round is not in TRIAL_LIST: the sweep's device
     return TRIAL_GPU.get(wildcards.trial, int(CFG.device == "cuda"))
+
+
+# issue 11: a constant where every trial asks the same (no function call per job)
+_GPUS = set(TRIAL_GPU.values()) | {int(CFG.device == "cuda")}
+get_gpu = _GPUS.pop() if len(_GPUS) == 1 else _gpu_per_trial
 
 
 # Measure jobs hold `measure_slot`: one at a time in this run, whether or not a profile sets it
@@ -191,16 +196,7 @@ def get_script(rule):
 def get_command(step):
     """A command workload's argv template and argument style, as a param of its rule (editing the
     command re-runs that step and what follows it, nothing else)."""
-    text = command_text(step)
-    if not text:
-        return ""  # a module workload: a constant costs Snakemake nothing per job
-
-    def command(
-        wildcards,
-    ):  # a function: a plain string's {lr} would be read as a wildcard
-        return text
-
-    return command
+    return text_param(command_text(step))
 
 
 def command_text(step):
@@ -214,30 +210,51 @@ def result_path(trial, step):
     return f"{RESULTS}/trials/{trial}/{step}.json"
 
 
-def get_upstream(step):
-    """The results a step waits for: every selected step before it. measure uses the trained
-    model, not the evaluation: it waits for eval (never measuring beside it) but a re-run eval
-    does not make it re-measure (ancient)."""
+PLAN_JSON = f"{RESULTS}/plan/trials.json"
+
+
+def get_step_inputs(step):
+    """A trial step's inputs, fixed at parse time (issue 11: an input function would be called,
+    and its signature inspected, for every job): the results of the selected steps before it;
+    the first step also the plan (ancient: re-planning never re-runs a finished trial) and the
+    prepared data, which the later steps reach through it; and the files the step runs.
+
+    measure uses the trained model, not the evaluation: it waits for eval (never measuring
+    beside it) but a re-run eval does not make it re-measure (ancient)."""
     before = STEPS[: STEPS.index(step)]
+    inputs = {
+        s: (
+            ancient(result_path("{trial}", s))
+            if (step, s) == ("measure", "eval")
+            else result_path("{trial}", s)
+        )
+        for s in before
+    }
+    if not before:
+        inputs.update(plan=ancient(PLAN_JSON), data=DATA_MARKER)
+    sources = get_sources(step)
+    if sources:  # none for a built-in: an empty named input still costs per job
+        inputs["sources"] = sources
+    return inputs
 
-    def upstream(wildcards):
-        return {
-            s: (
-                ancient(result_path(wildcards.trial, s))
-                if (step, s) == ("measure", "eval")
-                else result_path(wildcards.trial, s)
-            )
-            for s in before
-        }
 
-    return upstream
+def text_param(text):
+    """A param whose text may hold braces: Snakemake reads braces in a string param as wildcards
+    (and has no escape), so such text is returned by a function; "" stays a plain constant,
+    which costs Snakemake nothing per job (issue 11)."""
+    if not text:
+        return ""
+
+    def param(wildcards):
+        return text
+
+    return param
 
 
-def get_train_option(wildcards):
-    """measure's `--train` argument: the trained model's result, when the sweep trains."""
-    return (
-        f"--train {result_path(wildcards.trial, 'train')}" if "train" in STEPS else ""
-    )
+# measure's `--train` argument: the trained model's result, when the sweep trains
+get_train_option = (
+    f"--train {result_path('{trial}', 'train')}" if "train" in STEPS else ""
+)
 
 
 def get_runtime_min(step):
@@ -254,12 +271,9 @@ def get_runtime_min(step):
 
 def get_measure_settings_hash():
     """A change of measurement settings re-runs measure (Snakemake's params trigger)."""
-    text = f"{CFG.device}|{CFG.measure.model_dump_json()}|{command_text('measure')}"
-
-    def settings(wildcards):
-        return text
-
-    return settings
+    return text_param(
+        f"{CFG.device}|{CFG.measure.model_dump_json()}|{command_text('measure')}"
+    )
 
 
 TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
@@ -271,11 +285,12 @@ TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
 # holds back its own bundle, not others. Without group-components (a local run, `snakemake -n`):
 # no groups, one job per step.
 def get_group(name):
+    settings = getattr(workflow, "group_settings", None)
+    size = (getattr(settings, "group_components", None) or {}).get(name)
+    if not size:
+        return None  # no function per job where nothing is bundled (issue 11)
+
     def group(wildcards):
-        settings = getattr(workflow, "group_settings", None)
-        size = (getattr(settings, "group_components", None) or {}).get(name)
-        if not size:
-            return None
         index = TRIAL_INDEX.get(wildcards.trial)
         # issue 10: a trial chosen in a search round is bundled alone
         chunk = wildcards.trial if index is None else index // int(size)

@@ -1,9 +1,6 @@
 rule eval:
     input:
-        unpack(get_upstream("eval")),
-        plan=ancient(rules.plan.output.json),
-        data=rules.prepare_data.output.marker,
-        sources=get_sources("eval"),
+        **get_step_inputs("eval"),
     output:
         result=f"{RESULTS}/trials/{{trial}}/eval.json",
     log:
@@ -25,6 +22,6 @@ rule eval:
         script=get_script("eval"),
         command=get_command("eval"),
     shell:
-        "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
-        " --log {log} --threads {threads} --data {input.data} --train {input.train}"
+        f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
+        f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} --train {{input.train}}"
         " --output {output.result}"

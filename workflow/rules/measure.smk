@@ -5,10 +5,7 @@ if CFG.measure.cycles == 1:
 
     rule measure:
         input:
-            unpack(get_upstream("measure")),
-            plan=ancient(rules.plan.output.json),
-            data=rules.prepare_data.output.marker,
-            sources=get_sources("measure"),
+            **get_step_inputs("measure"),
         output:
             result=f"{RESULTS}/trials/{{trial}}/measure.json",
         log:
@@ -33,8 +30,8 @@ if CFG.measure.cycles == 1:
             settings=get_measure_settings_hash(),
             train=get_train_option,
         shell:
-            "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
-            " --log {log} --threads {threads} --data {input.data} {params.train}"
+            f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
+            f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} {{params.train}}"
             " --output {output.result}"
 
 else:
@@ -43,10 +40,7 @@ else:
     # job priorities (training and evaluation outrank every measurement, see common.smk).
     rule measure_cycle:
         input:
-            unpack(get_upstream("measure")),
-            plan=ancient(rules.plan.output.json),
-            data=rules.prepare_data.output.marker,
-            sources=get_sources("measure"),
+            **get_step_inputs("measure"),
         output:
             result=f"{RESULTS}/trials/{{trial}}/cycles/measure.{{cycle}}.json",
         log:
@@ -68,8 +62,8 @@ else:
             settings=get_measure_settings_hash(),
             train=get_train_option,
         shell:
-            "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
-            " --log {log} --threads {threads} --data {input.data} {params.train}"
+            f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
+            f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} {{params.train}}"
             " --cycle {wildcards.cycle} --output {output.result}"
 
     rule measure:

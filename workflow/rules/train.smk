@@ -1,9 +1,6 @@
 rule train:
     input:
-        unpack(get_upstream("train")),
-        plan=ancient(rules.plan.output.json),
-        data=rules.prepare_data.output.marker,
-        sources=get_sources("train"),
+        **get_step_inputs("train"),
     output:
         result=f"{RESULTS}/trials/{{trial}}/train.json",
     log:
@@ -26,5 +23,5 @@ rule train:
         script=get_script("train"),
         command=get_command("train"),
     shell:
-        "python {params.script} --trial {wildcards.trial} --plan {input.plan}"
-        " --log {log} --threads {threads} --data {input.data} --output {output.result}"
+        f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
+        f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} --output {{output.result}}"
