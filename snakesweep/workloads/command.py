@@ -62,7 +62,6 @@ time); the measure step imports the meters lazily. The run_* functions read only
 from __future__ import annotations
 
 import collections
-import difflib
 import json
 import math
 import os
@@ -73,9 +72,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from ..params import flatten, non_finite
 
@@ -301,6 +299,8 @@ def _why_not(name: str, step: str, steps: list[str], allowed: set[str]) -> str:
             f"but sweep.steps ({', '.join(steps)}) has no train step to make it "
             "(fix: add train to sweep.steps, or pass the model's location as a parameter)"
         )
+    import difflib  # only for this message
+
     close = difflib.get_close_matches(name, sorted(allowed), n=1)
     hint = f"did you mean {{{close[0]}}}? " if close else ""
     return (
@@ -349,8 +349,7 @@ def source_files(workload: CommandWorkload, step: str) -> list[str]:
 # --------------------------------------------------------------------------- running
 
 
-@dataclass
-class Completed:
+class Completed(NamedTuple):  # no dataclasses in a step process: it imports inspect (~6 ms)
     """What a finished command left: exit code, rusage of its tree, output, timing."""
 
     argv: list[str]
@@ -599,17 +598,17 @@ WINDOW_NOTE = "spawn to exit of the command's process tree: start-up inside, not
 PEAK_MEM_METHOD = "peak of the RSS summed over the process tree, sampled every sample_interval_s"
 
 
-@dataclass
 class TreeSampler:
     """Polls /proc for the summed RSS of a process tree on a thread; the peak is a lower bound
     on the true peak (a spike between two samples is missed)."""
 
-    interval_s: float
-    peak_mb: float = 0.0
-    samples: int = 0
-    max_processes: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self.samples = 0
+        self.max_processes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, pid: int) -> None:
         self._thread = threading.Thread(target=self._loop, args=(pid,), name="tree-rss", daemon=True)
