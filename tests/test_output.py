@@ -367,7 +367,11 @@ def _common_smk_prints_summary() -> bool:
 
 @pytest.mark.e2e
 def test_default_run_prints_progress_with_eta_and_ends_with_the_summary(workdir):
-    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
+    sweep = toy_config(workdir, {"x": [0.0, 1.0]})
+    # training long enough that the jobs left are worth an ETA: the plugin gives none while the
+    # timed work left is under 0.5 s and rules without a finished job remain (toy steps take ~0.1 s)
+    sweep["sweep"]["fixed"] = {"sleep_s": 0.6}
+    cfg = workdir.write_config(sweep)
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     out = run.stdout + run.stderr
     lines = out.splitlines()
@@ -390,8 +394,8 @@ def test_default_run_prints_progress_with_eta_and_ends_with_the_summary(workdir)
     best = json.loads((workdir.path / "results/best.json").read_text())
     tail = "\n".join(lines[lines.index(prog[-1].string):])
     assert "snakesweep: 4 trials: 4 ok, 0 failed, 0 pending" in tail
-    assert "best configuration by eval_accuracy (max): x=1.0" in tail
-    assert best["best"]["params"] == {"x": 1.0}
+    assert "best configuration by eval_accuracy (max): sleep_s=0.6, x=1.0" in tail
+    assert best["best"]["params"] == {"sleep_s": 0.6, "x": 1.0}
     assert f"verdict: {best['verdict']}" in tail
     for path in ("results/summary.csv", "results/configs.csv", "results/best.json",
                  "results/report/answer.html", "results/plots/"):

@@ -285,12 +285,13 @@ TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
 # holds back its own bundle, not others. Without group-components (a local run, `snakemake -n`):
 # no groups, one job per step.
 def get_group(name):
-    settings = getattr(workflow, "group_settings", None)
-    size = (getattr(settings, "group_components", None) or {}).get(name)
-    if not size:
-        return None  # no function per job where nothing is bundled (issue 11)
-
+    # a function, not decided here: Snakemake sets workflow.group_settings (the profile's
+    # group-components) after parsing the Snakefile
     def group(wildcards):
+        settings = getattr(workflow, "group_settings", None)
+        size = (getattr(settings, "group_components", None) or {}).get(name)
+        if not size:
+            return None
         index = TRIAL_INDEX.get(wildcards.trial)
         # issue 10: a trial chosen in a search round is bundled alone
         chunk = wildcards.trial if index is None else index // int(size)
