@@ -575,8 +575,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", required=True)
     ap.add_argument("--configs", help="accepted for the rule's dependency; recomputed from the summary")
     ap.add_argument("--plan")
-    ap.add_argument("--importance", help="accepted for the rule's dependency; recomputed")
-    ap.add_argument("--pareto", help="accepted for the rule's dependency; recomputed")
     ap.add_argument("--trials-dir", default="results/trials")
     ap.add_argument("--objective", required=True)
     ap.add_argument("--direction", required=True, choices=["max", "min"])

@@ -1488,8 +1488,7 @@ def report_command_args(settings: Mapping[str, str], results: str = "results",
               "--direction", settings["direction"], f"--extra={settings.get('extra', '')}"]
     tables = [*common, "--best", str(r / "best.json"), "--pareto", str(r / "pareto.csv"),
               "--importance", str(r / "importance.csv")]
-    plots = [*common, "--importance", str(r / "importance.csv"), "--pareto", str(r / "pareto.csv"),
-             "--trials-dir", str(r / "trials"), "--html", str(r / "report" / "answer.html"),
+    plots = [*common, "--trials-dir", str(r / "trials"), "--html", str(r / "report" / "answer.html"),
              *(x for name, f in zip(("objective", "heatmap", "pareto", "curves"), PLOT_NAMES)
                for x in (f"--out-{name}", str(r / "plots" / f"{f}.png")))]
     extra = search_plot_name(search)

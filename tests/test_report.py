@@ -546,7 +546,7 @@ def _run_plots(root: Path, extra: str = "") -> subprocess.CompletedProcess:
                  "--objective", "eval_accuracy", "--direction", "max", f"--extra={extra}", "--best", str(r / "best.json"),
                  "--pareto", str(r / "pareto.csv"), "--importance", str(r / "importance.csv")])
     cmd = [sys.executable, "-m", "snakesweep.plots", "--summary", "results/summary.csv", "--configs", "results/configs.csv",
-           "--plan", "results/plan/trials.json", "--importance", "results/importance.csv", "--pareto", "results/pareto.csv",
+           "--plan", "results/plan/trials.json",
            "--trials-dir", "results/trials", "--objective", "eval_accuracy", "--direction", "max", f"--extra={extra}",
            *(x for name in ("objective", "heatmap", "pareto", "curves") for x in (f"--out-{name}", f"results/plots/{name}.png"))]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MPLBACKEND": "", "HOME": str(root)}
