@@ -21,14 +21,12 @@ Runs alternate (bare, real, real, bare, ...); the minimum of the repeats is repo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, REPO, Budget, Series, copy_workflow, finish, loadavg, machine_line, run_timed, verdict  # noqa: E402
+from common import PYTHON, Budget, Series, add_run_args, finish, job_env, loadavg, machine_line, real_and_hand, run_timed, verdict  # noqa: E402
 
 TARGET = 1.10
 
@@ -150,22 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=2, help="pairs (default 2)")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--budget-s", type=float, default=900)
-    ap.add_argument("--workflow-root", type=Path, default=REPO)
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--json", type=Path)
+    add_run_args(ap, budget_s=900)
     a = ap.parse_args(argv)
     budget = Budget(a.budget_s)
-    tmp = Path(tempfile.mkdtemp(prefix="snakesweep-bench-digits-"))
-    real, hand = tmp / "real", tmp / "hand"
-    copy_workflow(real, a.workflow_root)
-    (real / "sweep.yaml").write_text(SWEEP)
-    hand.mkdir()
-    (hand / "Snakefile").write_text(HAND_SNAKEFILE)
-    (hand / "hand_step.py").write_text(HAND_STEP)
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([os.path.dirname(PYTHON), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join([str(a.workflow_root), *filter(None, [env.get("PYTHONPATH")])])
+    tmp, real, hand = real_and_hand("snakesweep-bench-digits-", a.workflow_root, SWEEP,
+                                    {"Snakefile": HAND_SNAKEFILE, "hand_step.py": HAND_STEP})
+    env = job_env(a.workflow_root)
     print(machine_line())
     print(f"workflow: {a.workflow_root}; temp dir {tmp}; --cores {a.cores}")
     s_real, s_hand = Series("snakesweep"), Series("paramspace")

@@ -26,16 +26,14 @@ import argparse
 import csv
 import itertools
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, REPO, Budget, copy_workflow, finish, loadavg, machine_line, run_timed  # noqa: E402
+from common import PYTHON, Budget, add_run_args, finish, job_env, loadavg, machine_line, real_and_hand, run_timed  # noqa: E402
 
 COOLDOWN_S, BASELINE_S = 0.5, 0.5
 FIXED = {"model": "mlp", "depth": 2, "threads": 1}
@@ -116,21 +114,11 @@ def run_hand(hand: Path, env: dict[str, str], timeout: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=1, help="pairs (default 1)")
-    ap.add_argument("--budget-s", type=float, default=900)
-    ap.add_argument("--workflow-root", type=Path, default=REPO)
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--json", type=Path)
+    add_run_args(ap, budget_s=900)
     a = ap.parse_args(argv)
     budget = Budget(a.budget_s)
-    tmp = Path(tempfile.mkdtemp(prefix="snakesweep-bench-measure-"))
-    real, hand = tmp / "real", tmp / "hand"
-    copy_workflow(real, a.workflow_root)
-    (real / "sweep.yaml").write_text(SWEEP)
-    hand.mkdir()
-    (hand / "hand_measure.py").write_text(HAND_MEASURE)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # as the workflow gives each job
-    env["PATH"] = os.pathsep.join([os.path.dirname(PYTHON), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join([str(a.workflow_root), *filter(None, [env.get("PYTHONPATH")])])
+    tmp, real, hand = real_and_hand("snakesweep-bench-measure-", a.workflow_root, SWEEP, {"hand_measure.py": HAND_MEASURE})
+    env = job_env(a.workflow_root, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # as the workflow gives each job
     print(machine_line())
     print(f"workflow: {a.workflow_root}; temp dir {tmp}; {len(trials())} trials, cooldown {COOLDOWN_S} s + "
           f"baseline {BASELINE_S} s + window (>= 1 s) per measurement")

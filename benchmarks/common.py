@@ -115,6 +115,38 @@ def copy_workflow(dest: Path, root: Path = REPO) -> Path:
     return copy(dest, root)
 
 
+def add_run_args(ap, budget_s: float) -> None:
+    """The options every workflow-vs-hand-written benchmark takes."""
+    ap.add_argument("--budget-s", type=float, default=budget_s)
+    ap.add_argument("--workflow-root", type=Path, default=REPO)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", type=Path)
+
+
+def real_and_hand(prefix: str, root: Path, sweep_yaml: str, hand_files: dict[str, str]) -> tuple[Path, Path, Path]:
+    """A temp dir holding `real` (a copy of the workflow with sweep.yaml) and `hand` (the
+    hand-written baseline's files); returns (tmp, real, hand)."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    real, hand = tmp / "real", tmp / "hand"
+    copy_workflow(real, root)
+    (real / "sweep.yaml").write_text(sweep_yaml)
+    hand.mkdir()
+    for name, text in hand_files.items():
+        (hand / name).write_text(text)
+    return tmp, real, hand
+
+
+def job_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment a job of the workflow sees: this interpreter first on PATH, the checkout
+    on PYTHONPATH (common.smk does the same), plus `extra`."""
+    env = dict(os.environ, **extra)
+    env["PATH"] = os.pathsep.join([os.path.dirname(PYTHON), env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def finish(json_path: Path | None, payload: dict, keep: bool, workdir: Path) -> int:
     """The end of every benchmark: optional JSON of the figures, then keep or remove its temp dir."""
     if json_path:

@@ -523,7 +523,8 @@ def test_measuring_a_command_records_its_tree_window_memory_and_energy_honestly(
 
 
 def test_measure_needs_no_metrics_but_a_failing_command_fails_it(cwd):
-    ok = script(cwd / "ok.py", "print('done')\n")
+    # alive long enough to be sampled (a command that exits before the first sample has no peak: None)
+    ok = script(cwd / "ok.py", "import time\ntime.sleep(0.3)\nprint('done')\n")
     settings = MeasureSettings(min_window_s=5)
     kw = dict(out_dir=Path("m"), train_dir=None, data_dir=Path("d"), trial="t1", device="cpu", settings=settings, log=Log())
     m = cw.run_measure(wl(command={"measure": ["python", ok]}), {"seed": 0}, **kw)
@@ -541,3 +542,23 @@ def test_prepare_runs_once_with_the_data_dir_only(cwd):
     assert (cwd / "results/data/k/ready").read_text() == "1"
     cw.run_prepare(wl(command={"train": ["t"]}), data_dir=Path("x"), log=Log())  # no prepare: nothing
     assert not (cwd / "x").exists()
+
+
+def test_an_exited_unreaped_command_is_no_rss_sample():
+    """A command that exits before the sampler looks leaves a zombie (RSS 0): that is no sample, so
+    peak_mem_mb is None rather than a measured-looking 0.0."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        sampler = cw.TreeSampler(0.1)
+        sampler.sample(pid)
+        assert sampler.samples == 0 and sampler.peak_mb == 0.0
+        sampler.sample(os.getpid())  # a live process is a sample
+        assert sampler.samples == 1 and sampler.peak_mb > 0
+    finally:
+        os.waitpid(pid, 0)

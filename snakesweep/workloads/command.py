@@ -623,7 +623,7 @@ class TreeSampler:
     def sample(self, pid: int) -> None:
         pids = tree_pids(pid)
         total = sum(rss_mb(p) for p in pids)
-        if pids:
+        if total > 0:  # a tree of zombies only (exited, not reaped yet) is not a sample: 0 MB is not a peak
             self.samples += 1
             self.max_processes = max(self.max_processes, len(pids))
             self.peak_mb = max(self.peak_mb, total)
