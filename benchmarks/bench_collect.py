@@ -1,4 +1,4 @@
-"""`snakesweep.collect.collect` on 10,000 synthetic trial results (issue 2, benchmark 3; target:
+"""`snakesweep.report.collect` on 10,000 synthetic trial results (issue 2, benchmark 3; target:
 under 10 s on this machine), against the time just to read every JSON file it reads.
 
 Writes into a temporary directory a real plan (the built-in digits_mlp, lr: 100 log-spaced
@@ -8,7 +8,7 @@ schema, with the metric keys the real steps write and synthetic values. Then, in
 (read, collect, collect, read, ...), times:
 - the baseline: json.load of the plan and of every result file, nothing else;
 - collect(plan, results, logs, summary.csv, configs.csv), in this process;
-and once, `python -m snakesweep.collect ...` as the `collect` rule runs it (imports included).
+and once, `python scripts/collect.py ...` as the `collect` rule runs it (imports included).
 
     .venv/bin/python benchmarks/bench_collect.py [--quick] [--trials 10000] [--repeats 2] [--budget-s 300]
 """
@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import PYTHON, REPO, Budget, finish, machine_line, run_timed  # noqa: E402
 
-from snakesweep.collect import collect  # noqa: E402
 from snakesweep.config import validate_config  # noqa: E402
 from snakesweep.grid import expand  # noqa: E402
 from snakesweep.plan import build_plan, write_plan  # noqa: E402
+from snakesweep.report import collect  # noqa: E402
 from snakesweep.results import STEPS, result_record  # noqa: E402
 
 TARGET_S = 10.0
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cli = None
     if budget.allows(longest * 2):
-        cli = run_timed([PYTHON, "-m", "snakesweep.collect", "--plan", str(plan_path), "--summary", str(summary),
+        cli = run_timed([PYTHON, str(REPO / "scripts" / "collect.py"), "--plan", str(plan_path), "--summary", str(summary),
                          "--configs", str(configs), "--logs", str(logs)], root,
                         dict(os.environ, PYTHONPATH=str(REPO)), timeout=max(60, budget.left()))
         if cli.rc:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline, json.load of every file: wall {rw:.2f} s, cpu {rc:.2f} s")
     print(f"collect():                         wall {cw:.2f} s, cpu {cc:.2f} s  -> {cw / rw:.2f}x the read-only baseline")
     if cli:
-        print(f"python -m snakesweep.collect:      wall {cli.wall_s:.2f} s, cpu {cli.cpu_s:.2f} s, peak rss {cli.maxrss_mb:.0f} MB (process, imports included)")
+        print(f"python scripts/collect.py:        wall {cli.wall_s:.2f} s, cpu {cli.cpu_s:.2f} s, peak rss {cli.maxrss_mb:.0f} MB (process, imports included)")
     worst = max(cw, cli.wall_s if cli else 0)
     print(f"target < {TARGET_S:g} s: {'PASS' if worst < TARGET_S else 'MISS'} (slowest of the above: {worst:.2f} s)")
     payload = {"machine": machine_line(), "trials": n, "read_wall_s": rw, "read_cpu_s": rc,

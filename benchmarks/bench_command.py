@@ -59,7 +59,8 @@ def write_plan(work: Path, epochs: int) -> tuple[str, dict, Path]:
     sys.path.insert(0, str(REPO))
     from snakesweep.config import validate_config
     from snakesweep.grid import expand
-    from snakesweep.plan import build_plan, write_plan as _write
+    from snakesweep.plan import build_plan
+    from snakesweep.plan import write_plan as _write
 
     cfg = validate_config(SWEEP, "bench")
     old = os.getcwd()

@@ -26,7 +26,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, Budget, Series, add_run_args, finish, job_env, loadavg, machine_line, real_and_hand, run_timed, verdict  # noqa: E402
+from common import (  # noqa: E402
+    PYTHON,
+    Budget,
+    Series,
+    add_run_args,
+    finish,
+    job_env,
+    loadavg,
+    machine_line,
+    real_and_hand,
+    run_timed,
+    verdict,
+)
 
 TARGET = 1.10
 

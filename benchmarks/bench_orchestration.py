@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  per job (Snakemake benchmark records, median s): " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
         payload["runs"][n] = {"real_wall_s": s_real.wall, "bare_wall_s": s_bare.wall, "real_cpu_s": s_real.cpu,
                               "bare_cpu_s": s_bare.cpu, "ratio_wall": ratio, "ratio_cpu": ratio_cpu, "step_s": steps}
-    print("\n== orchestration cost per trial, --cores %d ==" % a.cores)
+    print(f"\n== orchestration cost per trial, --cores {a.cores:d} ==")
     for line in summary:
         print(line)
     if budget.exhausted:

@@ -23,8 +23,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,7 +46,7 @@ def pick_reader(kind: str) -> tuple[str, Callable[[], float]]:
             return "rapl (package energy_uj read)", lambda: float(sum(read_rapl_uj(doms).values()))
         except Exception as err:  # noqa: BLE001 - any reason not to use RAPL sends us to the stand-in
             if kind == "rapl":
-                raise SystemExit(f"no RAPL: {err}")
+                raise SystemExit(f"no RAPL: {err}") from err
 
     def proc_stat() -> float:
         with open("/proc/stat") as f:

@@ -102,7 +102,8 @@ def write_plan(work: Path, device: str) -> tuple[str, Path]:
     sys.path.insert(0, str(REPO))
     from snakesweep.config import validate_config
     from snakesweep.grid import expand
-    from snakesweep.plan import build_plan, write_plan as _write
+    from snakesweep.plan import build_plan
+    from snakesweep.plan import write_plan as _write
 
     (work / "stamped.py").write_text(WRAPPER)
     cfg = validate_config(
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     print(torch_proc.describe())
     print(f"{torch_ready.name}: min {base_ready:.2f} s (runs: {', '.join(f'{r.wall_s:.2f}' for r in torch_ready.runs)})")
     print(f"  (so a torch process's exit costs about {torch_proc.wall - base_ready:.2f} s: whole process minus spawn -> ready)")
-    for m, s in imp.items():
+    for s in imp.values():
         print(f"{s.name}: min wall {s.wall:.3f} s, i.e. {s.wall - floor.wall:+.3f} s over the interpreter floor")
     out = {"machine": machine_line(), "device": a.device, "rounds": len(floor.runs), "baseline": {
         "python_pass_s": floor.wall, "import_torch_process_s": torch_proc.wall, "torch_ready_s": base_ready,

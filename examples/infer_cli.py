@@ -11,9 +11,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import digits
+import numpy as np
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
-"""Rule `report_plots` (workflow/rules/report.smk): the PNG figures of the report."""
+"""Rule `report_plots` (workflow/rules/report.smk): the PNG figures of the report and answer.html."""
 
 import sys
 
-from snakesweep.plots import main
+from snakesweep.report.plots import plots_main
 
-sys.exit(main())
+sys.exit(plots_main())

@@ -1,7 +1,7 @@
-"""Rule `report_tables` (workflow/rules/report.smk): best.json, pareto.csv, importance.csv, answer.html."""
+"""Rule `report_tables` (workflow/rules/report.smk): best.json, pareto.csv, importance.csv."""
 
 import sys
 
-from snakesweep.report import main
+from snakesweep.report.cli import tables_main
 
-sys.exit(main())
+sys.exit(tables_main())

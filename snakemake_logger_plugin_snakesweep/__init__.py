@@ -24,7 +24,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
@@ -83,7 +83,7 @@ class LogHandlerSettings(LogHandlerSettingsBase):
     )
 
 
-def _event(record: logging.LogRecord) -> Optional[str]:
+def _event(record: logging.LogRecord) -> str | None:
     return getattr(record, "event", None)
 
 
@@ -131,7 +131,7 @@ class LogHandler(LogHandlerBase):
         self.last_line_at = 0.0
         self.last_line_count = -1
         self.failed_since_line = False
-        self.pending_at: Optional[float] = None  # a progress line waiting for the next jobs to start
+        self.pending_at: float | None = None  # a progress line waiting for the next jobs to start
         self.starting: set = set()  # jobs announced as starting, not yet seen running
 
     # The interface's declarations: one stream handler, its own filter and formatter.

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
 
 # Rules known to hold `measure_slot` (workflow/rules/measure.smk) before their first job shows
 # its resources: measurements run one at a time.
@@ -38,7 +38,7 @@ IGNORED_RESOURCES = {"_cores", "_nodes", "_job_count", "tmpdir"}
 MAX_BENCHMARK_RECORDS = 200
 
 
-def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECORDS) -> tuple[Optional[float], int]:
+def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECORDS) -> tuple[float | None, int]:
     """(mean seconds, records used) over the newest ``max_records`` benchmark TSVs in a folder."""
     try:
         with os.scandir(directory) as it:
@@ -53,7 +53,7 @@ def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECOR
     return (sum(vals) / len(vals), len(vals)) if vals else (None, 0)
 
 
-def observed_parallelism(changes: list[tuple[float, int]], now: float, window_s: float) -> Optional[float]:
+def observed_parallelism(changes: list[tuple[float, int]], now: float, window_s: float) -> float | None:
     """Time-averaged number of running jobs over the last ``window_s`` seconds before ``now``.
 
     ``changes`` are (time, jobs running from then on), in time order. Returns None before the
@@ -75,10 +75,10 @@ def observed_parallelism(changes: list[tuple[float, int]], now: float, window_s:
 class Estimate:
     """The answer for one moment: seconds left (None: no estimate yet) and why."""
 
-    seconds: Optional[float]
+    seconds: float | None
     untimed_jobs: int = 0  # jobs left whose rule has no measured duration (not in `seconds`)
     untimed_rules: tuple[str, ...] = ()
-    parallelism: Optional[float] = None
+    parallelism: float | None = None
     serial_floor: bool = False  # the one-at-a-time jobs decide the ETA
     note: str = ""
 
@@ -86,7 +86,7 @@ class Estimate:
 def estimate_eta(
     left: Mapping[str, int],
     running_elapsed: Mapping[str, list[float]],
-    mean_s: Mapping[str, Optional[float]],
+    mean_s: Mapping[str, float | None],
     parallelism: float,
     needs: Mapping[str, Mapping[str, float]] | None = None,
     capacity: Mapping[str, float] | None = None,
@@ -162,9 +162,9 @@ class RunProgress:
     needs: dict[str, dict[str, float]] = field(default_factory=dict)
     capacity: dict[str, float] = field(default_factory=dict)
     benchmark_dirs: dict[str, str] = field(default_factory=dict)
-    first_start: Optional[float] = None
+    first_start: float | None = None
     _changes: list[tuple[float, int]] = field(default_factory=list)
-    _bench_cache: dict[str, tuple[Optional[float], int]] = field(default_factory=dict)
+    _bench_cache: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     _seen: set = field(default_factory=set)
 
     # ------------------------------------------------------------------ events
@@ -235,7 +235,7 @@ class RunProgress:
     def n_done(self) -> int:
         return max(self.done, sum(self.finished_per_rule.values()))
 
-    def mean_s(self, rule: str) -> Optional[float]:
+    def mean_s(self, rule: str) -> float | None:
         d = self.durations.get(rule)
         if d:
             return sum(d) / len(d)
@@ -289,7 +289,7 @@ class RunProgress:
             est.note = f"ETA after the first {shown} jobs finish" if shown else "ETA after the first jobs finish"
         return est
 
-    def line(self, now: float, clock: Optional[str] = None) -> str:
+    def line(self, now: float, clock: str | None = None) -> str:
         """One progress line: counts, and the ETA (or why there is none yet)."""
         total = max(self.total, self.n_done + len(self.failed) + len(self.running))
         done = self.n_done

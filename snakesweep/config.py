@@ -5,10 +5,9 @@ Every model forbids unknown keys, so a misspelt key fails before any job starts.
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,7 +22,7 @@ from pydantic import (
 
 from .errors import ConfigError  # noqa: F401  (re-exported: the error every caller catches)
 from .params import non_finite as _non_finite
-from .results import STEPS
+from .results import RETRY_ON, STEPS
 
 StepName = Literal["train", "eval", "measure"]
 CommandStep = Literal["prepare", "train", "eval", "measure"]
@@ -69,11 +68,7 @@ def _axis_kind(value: Any) -> str | None:
 
 
 GridAxis = Annotated[
-    Union[
-        Annotated[list[Any], Tag("values"), Field(min_length=1)],
-        Annotated[LogRange, Tag("log")],
-        Annotated[LinRange, Tag("lin")],
-    ],
+    Annotated[list[Any], Tag("values"), Field(min_length=1)] | Annotated[LogRange, Tag("log")] | Annotated[LinRange, Tag("lin")],
     Discriminator(
         _axis_kind,
         custom_error_type="grid_axis",
@@ -92,7 +87,7 @@ class CommandWorkload(_Strict):
     command: dict[CommandStep, list[str]] = Field(min_length=1)
     args: Literal["none", "flags", "hydra"] = "none"
     metrics: str = Field(default="metrics.json", min_length=1)
-    sources: Union[list[str], dict[CommandStep, list[str]]] = Field(default_factory=list)
+    sources: list[str] | dict[CommandStep, list[str]] = Field(default_factory=list)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -125,10 +120,7 @@ def _workload_kind(value: Any) -> str | None:
 
 
 WorkloadSpec = Annotated[
-    Union[
-        Annotated[str, Tag("module"), Field(min_length=1)],
-        Annotated[CommandWorkload, Tag("command")],
-    ],
+    Annotated[str, Tag("module"), Field(min_length=1)] | Annotated[CommandWorkload, Tag("command")],
     Discriminator(
         _workload_kind,
         custom_error_type="workload",
@@ -195,7 +187,7 @@ class IntDim(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _range(self) -> "IntDim":
+    def _range(self) -> IntDim:
         _ordered_bounds(self.int_)
         if self.log and self.int_[0] < 1:
             raise ValueError(f"log of a non-positive bound: with log: true the int bounds must be >= 1, got {list(self.int_)}")
@@ -234,12 +226,7 @@ def _dim_kind(value: Any) -> str | None:
 
 
 SpaceDim = Annotated[
-    Union[
-        Annotated[UniformDim, Tag("uniform")],
-        Annotated[LogUniformDim, Tag("loguniform")],
-        Annotated[IntDim, Tag("int")],
-        Annotated[ChoiceDim, Tag("choice")],
-    ],
+    Annotated[UniformDim, Tag("uniform")] | Annotated[LogUniformDim, Tag("loguniform")] | Annotated[IntDim, Tag("int")] | Annotated[ChoiceDim, Tag("choice")],
     Discriminator(
         _dim_kind,
         custom_error_type="space_dim",
@@ -262,10 +249,7 @@ def _grid_kind(value: Any) -> str | None:
 # `grid:` is one mapping of axes (the cartesian product), or a list of them (their union,
 # de-duplicated): backend-scoped dimensions, e.g. one grid for sgd with momentum, one for adam.
 GridSpec = Annotated[
-    Union[
-        Annotated[dict[str, GridAxis], Tag("axes")],
-        Annotated[list[dict[str, GridAxis]], Tag("grids"), Field(min_length=1)],
-    ],
+    Annotated[dict[str, GridAxis], Tag("axes")] | Annotated[list[dict[str, GridAxis]], Tag("grids"), Field(min_length=1)],
     Discriminator(
         _grid_kind,
         custom_error_type="grid",
@@ -287,7 +271,7 @@ class Budget(_Strict):
     eta: int = Field(default=3, ge=2)
 
     @model_validator(mode="after")
-    def _ladder(self) -> "Budget":
+    def _ladder(self) -> Budget:
         if _non_finite([self.min, self.max]):
             raise ValueError("budget bounds must be finite numbers")
         if not self.min < self.max:
@@ -361,7 +345,7 @@ class Sweep(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _commands_for_steps(self) -> "Sweep":
+    def _commands_for_steps(self) -> Sweep:
         if isinstance(self.workload, CommandWorkload):
             missing = [s for s in self.steps if s not in self.workload.command]
             if missing:
@@ -372,7 +356,7 @@ class Sweep(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _search_fits_method(self) -> "Sweep":
+    def _search_fits_method(self) -> Sweep:
         """Every search key belongs to a method; one that the chosen method would ignore is an
         error, so a sweep never silently runs something else than the file says (issue 10)."""
         s, method = self.search, self.search.method
@@ -406,7 +390,7 @@ class Sweep(_Strict):
                                  "meaning then (fix: remove it)")
             assert s.budget is not None
             clash = [w for w, names in (("sweep.space", self.space), ("sweep.fixed", _flat_keys(self.fixed)),
-                                        *((f"sweep.grid", g) for g in grids)) if s.budget.param in names]
+                                        *(("sweep.grid", g) for g in grids)) if s.budget.param in names]
             if clash:
                 raise ValueError(f"the budget parameter {s.budget.param!r} is set by the search's ladder; it cannot "
                                  f"also be in {clash[0]} (fix: remove it there)")
@@ -483,7 +467,7 @@ class FailurePolicy(_Strict):
     retries: Retries = Field(default_factory=Retries)
     # a timeout, the OOM killer or a lost Snakemake may pass on a retry; a Python exception in
     # the user's code fails again, so it is not retried unless asked for
-    retry_on: list[FailureReason] = Field(default_factory=lambda: ["timeout", "signal", "orphaned"])
+    retry_on: list[FailureReason] = Field(default_factory=lambda: list(RETRY_ON))
     max_failures: int | None = Field(default=None, ge=1)
     max_failure_rate: float | None = Field(default=None, gt=0, le=1)
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 DEFAULT_RAPL_ROOT = Path("/sys/class/powercap")
 
@@ -472,7 +473,7 @@ class EnergyMeter:
     def close(self) -> None:
         """Release what the meter holds (NVML stays open while the caller's NvmlGpu is open)."""
 
-    def __enter__(self) -> "EnergyMeter":
+    def __enter__(self) -> EnergyMeter:
         return self
 
     def __exit__(self, *exc: object) -> None:

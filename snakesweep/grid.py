@@ -11,11 +11,13 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .config import ROUND_METHODS, ConfigError, LinRange, LogRange, Sweep, SweepConfig
 from .params import flatten, nest  # noqa: F401  (nest: re-exported for callers of grid)
+from .table import py_value
 
 TRIAL_ID_LENGTH = 10
 TRIAL_ID_PATTERN = f"[0-9a-f]{{{TRIAL_ID_LENGTH}}}"
@@ -57,6 +59,17 @@ def workload_label(workload: Any) -> str:
 def trial_id(workload: str, params: dict[str, Any]) -> str:
     digest = hashlib.sha256(canonical_json({"workload": workload, "params": params}).encode())
     return digest.hexdigest()[:TRIAL_ID_LENGTH]
+
+
+def config_id(params: Mapping[str, Any]) -> str:
+    """Short, stable id of a configuration: a hash of the canonical JSON of its typed parameters.
+
+    The ``seed`` key is ignored, so a trial's full params give its configuration's id. Missing
+    values (None, NaN) are ``null``; numbers are normalised as in trial ids (3 == 3.0). It joins
+    summary.csv's ``config_id`` column with configs.csv, pareto.csv and best.json.
+    """
+    canon = canonical_json({str(k): py_value(v) for k, v in params.items() if k != "seed"})
+    return hashlib.sha1(canon.encode()).hexdigest()[:8]
 
 
 def config_hash(cfg: SweepConfig) -> str:

@@ -12,8 +12,9 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from snakesweep.energy import (
     DEFAULT_RAPL_ROOT,

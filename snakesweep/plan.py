@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .results import SCHEMA_VERSION, atomic_write_json, atomic_write_text, read_json
+from .results import SCHEMA_VERSION, atomic_write_json, atomic_write_text, read_json, read_json_or_none
+from .rounds import round_trials
 
 # every step reads the plan: it must not pay for pydantic, nor for csv/hashlib (used by the
-# plan rule and by searches only, imported where used)
+# plan rule and by searches only; lazy: keeps step processes light)
 if TYPE_CHECKING:
     from .config import SweepConfig
     from .grid import Trial
 
 
 def build_plan(cfg: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
+    # lazy: keeps step processes light (the plan rule alone builds a plan: pydantic, hashlib)
     from .grid import config_hash, param_names
     from .workloads import resolve_workload
 
@@ -35,9 +37,9 @@ def build_plan(cfg: SweepConfig, trials: list[Trial]) -> dict[str, Any]:
         "trials": [{"trial": t.id, "params": t.params} for t in trials],
     }
     if cfg.sweep.search.method != "grid":
-        # issue 10: the search's settings; random/sobol trials are all round 0; halving/optuna
-        # trials are chosen in round files beside the plan (load_plan adds them)
-        from .search import in_rounds, plan_block, probe_trials
+        # the search's settings; random/sobol trials are all round 0; halving/optuna trials
+        # are chosen in round files beside the plan (load_plan adds them)
+        from .search import in_rounds, plan_block, probe_trials  # lazy: as above
 
         plan["search"] = plan_block(cfg)
         if in_rounds(cfg):
@@ -53,7 +55,7 @@ def _cell(value: Any) -> Any:
 
 def trials_csv(plan: dict[str, Any]) -> str:
     names = plan["param_names"]
-    import csv
+    import csv  # lazy: keeps step processes light
     import io
 
     buf = io.StringIO()
@@ -69,66 +71,30 @@ def write_plan(plan: dict[str, Any], json_path: str | Path, csv_path: str | Path
     atomic_write_text(csv_path, trials_csv(plan))
 
 
-def load_plan(path: str | Path) -> dict[str, Any]:
+def load_plan(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any] | None:
     """The plan, with (for a search in rounds: halving, optuna) the trials of every round chosen so
-    far appended from results/plan/rounds/ (:func:`chosen_rounds`), each entry carrying its `round`
-    and `budget`. A grid plan is returned as it is on disk."""
-    plan = read_json(path)
+    far appended from results/plan/rounds/ (:func:`snakesweep.rounds.round_trials`), each entry
+    carrying its `round` and `budget`. A grid plan is returned as it is on disk.
+
+    `missing_ok`: None instead of an error when the plan is missing or unreadable, for readers
+    that must not fail (status, reports); a malformed round file then ends the rounds there and
+    the plan's own trials are returned."""
+    if not missing_ok:
+        return _with_rounds(read_json(path), path)
+    try:
+        plan = _with_rounds(read_json(path), path)
+    except (OSError, ValueError):
+        return None
+    except (KeyError, TypeError, AttributeError):  # a malformed round file: the plan's own trials
+        plan = read_json_or_none(path)
+    return plan if isinstance(plan, dict) else None
+
+
+def _with_rounds(plan: Any, path: str | Path) -> Any:
     search = plan.get("search") if isinstance(plan, dict) else None
     if search and search.get("rounds_dir"):
         plan["trials"] = [*plan["trials"], *round_trials(Path(path).parent, search)]
     return plan
-
-
-# ---------------------------------------------------------------------------- search rounds (issue 10)
-# Read here, with the standard library only, because every step reads the plan; they are
-# written by the round checkpoint (snakesweep/search.py: choose_round).
-
-ROUNDS_DIR = "rounds"  # beside the plan: results/plan/rounds/round_{r}.json
-ROUND_KIND = "snakesweep-round"
-
-
-def round_path(plan_dir: str | Path, r: int) -> Path:
-    return Path(plan_dir, ROUNDS_DIR, f"round_{r}.json")
-
-
-def round_digest(doc: dict[str, Any] | None) -> str | None:
-    """Names a round's choice; the next round records it as its `parent`, so a round file left from
-    another search (or from an earlier choice) is never taken for this one's (:func:`chosen_rounds`)."""
-    if doc is None:
-        return None
-    ids = [t["trial"] for t in doc["trials"]]
-    import hashlib
-
-    return hashlib.sha256(json.dumps([doc.get("parent"), doc["key"], ids]).encode()).hexdigest()[:12]
-
-
-def chosen_rounds(plan_dir: str | Path, search: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rounds of this search chosen so far: round files 0, 1, ... while each exists, has the
-    plan's search key and names the round before it as its parent."""
-    docs: list[dict[str, Any]] = []
-    for r in range(int(search.get("rounds") or 0)):
-        try:
-            doc = read_json(round_path(plan_dir, r))
-        except (OSError, ValueError):
-            break
-        if not isinstance(doc, dict) or doc.get("kind") != ROUND_KIND or doc.get("key") != search.get("key") \
-                or doc.get("round") != r or doc.get("parent") != round_digest(docs[-1] if docs else None):
-            break
-        docs.append(doc)
-    return docs
-
-
-def round_trials(plan_dir: str | Path, search: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every trial entry of the rounds chosen so far, round by round (what load_plan adds)."""
-    seen: set[str] = set()
-    out = []
-    for doc in chosen_rounds(plan_dir, search):
-        for t in doc["trials"]:
-            if t["trial"] not in seen:
-                seen.add(t["trial"])
-                out.append(t)
-    return out
 
 
 def trial_params(plan: dict[str, Any], trial: str) -> dict[str, Any]:

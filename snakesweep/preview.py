@@ -1,30 +1,25 @@
 """The size of a run before it starts: trials, jobs per step, and an estimated wall time.
 
-workflow/rules/report.smk prints it once per invocation (also on ``snakemake -n``), from the
-main Snakemake process only. The estimate uses the `s` column of Snakemake ``benchmark:``
-records left by earlier runs (results/benchmarks/{step}/{trial}.tsv): for each step the mean
-duration, times the jobs still to run, spread over the cores; measure jobs run one at a time
-(they hold a resource of capacity 1), so their total is a floor. Without records it says
-"no history yet". Reading is capped per step so parsing a 10k-trial sweep stays fast.
-
-A search in rounds (halving, optuna: issue 10) has no trials at parse time: they are chosen
-round by round. Its preview counts the trials of the rounds chosen so far (the round files that
-belong to this search, as :func:`snakesweep.plan.load_plan` reads them) like any trial, and the
-rounds not chosen yet by their most trials (the schedule: configurations per round times seeds;
-fewer when configurations fail); the search line printed after it (snakesweep/search.py:
-describe) gives the schedule itself.
+workflow/rules/report.smk prints it once per invocation (also on ``snakemake -n``), from the main
+Snakemake process only: the jobs still to run (from the sweep state) times each step's mean job
+time from earlier runs' ``benchmark:`` records (results/benchmarks/{step}/{trial}.tsv, capped per
+step so a 10k-trial sweep parses fast), over the cores; measure jobs run one at a time, so their
+total is a floor. A search in rounds (halving, optuna) counts the trials of the rounds chosen so
+far, and the rounds not chosen yet by their most trials (snakesweep/search.py: describe gives the
+schedule).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from .state import benchmark_seconds
+from .rounds import round_progress, round_trials
+from .state import SERIAL_STEPS, benchmark_seconds, jobs_to_run, read_state
 
-SERIAL_STEPS = ("measure",)
 MAX_RECORDS_PER_STEP = 300
 
 
@@ -54,25 +49,9 @@ def human_duration(seconds: float) -> str:
 
 
 def search_rounds(plan: Mapping[str, Any] | None, results: str | Path) -> dict[str, Any] | None:
-    """For a search in rounds (the plan's ``search`` has ``rounds_dir``): ``{"method", "rounds",
-    "chosen", "trials" (ids of the chosen rounds' trials, in order), "later_trials" (the most
-    trials the rounds not chosen yet can run)}``; None for any other plan. Round files are read
-    with the plan's search key (:func:`snakesweep.plan.chosen_rounds`): a file left by another
-    search is not counted."""
-    search = (plan or {}).get("search") or {}
-    if not search.get("rounds_dir"):
-        return None
-    from .plan import chosen_rounds
-
-    docs = chosen_rounds(Path(results) / "plan", search)
-    ids: dict[str, None] = {}
-    for doc in docs:
-        for t in doc.get("trials") or []:
-            ids.setdefault(t["trial"], None)
-    per_round = [int(n) for n in search.get("configs_per_round") or []]
-    seeds = int(search.get("seeds") or 1)
-    return {"method": search.get("method"), "rounds": int(search.get("rounds") or len(per_round)),
-            "chosen": len(docs), "trials": list(ids), "later_trials": sum(per_round[len(docs):]) * seeds}
+    """The progress of a search in rounds (:func:`snakesweep.rounds.round_progress`) for the plan
+    of `results` (the results directory); None for any other plan."""
+    return round_progress(plan, Path(results) / "plan")
 
 
 def format_preview(
@@ -85,7 +64,7 @@ def format_preview(
 ) -> str:
     """Two or three lines: the plan's size and the estimated wall time.
 
-    ``jobs_per_step`` counts the jobs still to run per step (:func:`jobs_to_run`: missing,
+    ``jobs_per_step`` counts the jobs still to run per step (:func:`count_jobs`: missing,
     interrupted, and stale results, as Snakemake will see them). ``done_per_step``
     optionally gives the jobs that already have a result, shown for context. ``search``
     (:func:`search_rounds`) describes a search in rounds: ``n_trials`` and the jobs are then
@@ -146,7 +125,7 @@ def format_preview(
     return "\n".join(lines)
 
 
-def jobs_to_run(
+def count_jobs(
     trials: Iterable[str],
     steps: Iterable[str],
     results: str | Path,
@@ -166,9 +145,6 @@ def jobs_to_run(
     workload file counts every step it feeds. `jobs_per_trial` ({"measure": cycles}) is used when
     no `plan` is given.
     """
-    from .state import jobs_to_run as state_jobs
-    from .state import read_state
-
     results = Path(results)
     cycles = int((jobs_per_trial or {}).get("measure", 0)) or None
     state = read_state(
@@ -177,7 +153,7 @@ def jobs_to_run(
         sources={k: list(v) for k, v in sources.items()} if sources is not None else None,
         data_marker=data_marker, processes=False, benchmarks=False,
     )
-    return state_jobs(state)
+    return jobs_to_run(state)
 
 
 def show_preview(
@@ -193,7 +169,7 @@ def show_preview(
 ) -> str:
     """Print the preview through Snakemake's logger (stderr), from the main process only.
 
-    Called at parse time after snakesweep.state.reconcile (which set corrupt results aside and
+    Called at parse time after snakesweep.reconcile.reconcile (which set corrupt results aside and
     kept finished ones), so the counts are the jobs the run then starts. Returns the text (empty
     when not printed). Never raises: a preview must not stop a run.
     """
@@ -203,11 +179,9 @@ def show_preview(
         search = search_rounds(plan, results)
         if search is not None:  # halving/optuna: the trials of the rounds chosen so far (module docstring)
             trials = search["trials"]
-            from .plan import round_trials  # the rounds load_plan adds
-
             plan = {**plan, "trials": round_trials(Path(results) / "plan", plan["search"])}
-        todo, done = jobs_to_run(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
-                                 data_marker=data_marker)
+        todo, done = count_jobs(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
+                                data_marker=data_marker)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
         text = format_preview(len(trials), todo, Path(results) / "benchmarks", cores, done, search)
         try:

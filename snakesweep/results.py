@@ -1,13 +1,16 @@
-"""Result and error records on disk: the sweep's only state.
+"""Result and error records on disk (the sweep's only state), and their one reader and checker.
 
-Everything is written atomically (temp file in the same directory + os.replace), so a
-kill at any moment leaves either the old file, the new file, or nothing: never half a JSON.
+Everything is written atomically (temp file in the same directory + os.replace), so a kill at
+any moment leaves the old file, the new one, or nothing: never half a JSON. Every step process
+imports this module first, so it imports only what writing a record needs (hostname and version
+from os and sys; traceback only when there is an exception to format).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,15 +19,19 @@ from typing import TYPE_CHECKING
 from . import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
-
-# Every step process imports this module before any work (issue 11: hundreds of short jobs):
-# it imports only what writing a record needs; hostname and version come from os and sys,
-# the traceback module only when there is an exception to format.
 
 SCHEMA_VERSION = 1
 ATTEMPT_ENV = "SNAKESWEEP_ATTEMPT"
 STEPS = ("train", "eval", "measure")
+# a measurement cycle's record: results/trials/{trial}/cycles/{step}.{cycle}.json
+CYCLE_FILE = re.compile(r"^(?P<step>[a-z_]+)\.(?P<cycle>\d+)\.json$")
+# failures.retry_on's default: the reasons a retry may cure (a timeout, the OOM killer, a lost
+# Snakemake); an exception in the workload or a non-zero exit fails again
+RETRY_ON = ("timeout", "signal", "orphaned")
+# the reason of a step the failure budget held back: always retried
+BUDGET_REASON = "budget"
 
 
 def utc_now() -> str:
@@ -75,6 +82,15 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
+def read_json_or_none(path: str | Path) -> Any:
+    """:func:`read_json`, or None when the file is missing, unreadable or not JSON (readers
+    that must never fail on one bad file: status, summaries, error records)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):  # ValueError: JSONDecodeError, UnicodeDecodeError
+        return None
+
+
 def versions() -> dict[str, str | None]:
     """Versions of what the step actually used: torch only if the step imported it."""
     torch = sys.modules.get("torch")
@@ -112,6 +128,44 @@ def result_record(
         "versions": versions(),
         "sweep_hash": sweep_hash,
     }
+
+
+def check_result(record: Any, trial: str, step: str) -> str | None:
+    """Why `record` is not a valid result of `trial`'s `step` (None when it is).
+
+    Valid: a JSON object with the current schema_version, this trial and step, status "ok"
+    and a metrics object; what every reader of results relies on.
+    """
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if record.get("schema_version") != SCHEMA_VERSION:
+        return f"schema_version is {record.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+    if record.get("trial") != trial:
+        return f"it is a result of trial {record.get('trial')!r}, not {trial!r}"
+    if record.get("step") != step:
+        return f"it is a result of step {record.get('step')!r}, not {step!r}"
+    if record.get("status") != "ok":
+        return f"status is {record.get('status')!r}, not 'ok'"
+    if not isinstance(record.get("metrics"), dict):
+        return "it has no metrics object"
+    return None
+
+
+def load_result(path: str | Path, trial: str, step: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a valid result; (None, "corrupt: <path>: <why>") otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        return None, f"corrupt: {path}: {err.strerror or err}"
+    try:
+        record = json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        return None, f"corrupt: {path}: {err}"
+    problem = check_result(record, trial, step)
+    if problem:
+        return None, f"corrupt: {path}: {problem}"
+    return record, None
 
 
 def error_record_path(log_path: str | Path) -> Path:
@@ -164,3 +218,33 @@ def exception_record(log_path: str | Path, trial: str, step: str, exc: BaseExcep
         message=str(exc)[:2000],
         traceback_tail=tail[-4000:],
     )
+
+
+def retried(reason: Any, retry_on: Iterable[str]) -> bool:
+    """Whether a step that failed with `reason` runs again: a reason in failures.retry_on, or a
+    step the failure budget held back."""
+    return reason in (*retry_on, BUDGET_REASON)
+
+
+def error_records(logs: str | Path, steps: Iterable[str], *, since: float | None = None,
+                  cycles: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(trial, record) of every readable error record logs/{step}/{trial}[.cycle{c}].error.json
+    of `steps`, one directory listing per step. `since`: only records written at or after it
+    (this run's); `cycles=False` leaves out the records of measurement cycles."""
+    for step in steps:
+        try:
+            entries = list(os.scandir(Path(logs, step)))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.endswith(".error.json") or (not cycles and ".cycle" in entry.name):
+                continue
+            if since is not None:
+                try:
+                    if entry.stat().st_mtime < since:
+                        continue
+                except OSError:
+                    continue
+            record = read_json_or_none(entry.path)
+            if isinstance(record, dict):
+                yield entry.name.split(".", 1)[0], record

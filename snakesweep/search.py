@@ -1,26 +1,12 @@
 """Search beyond the grid: random and Sobol points, successive halving, Optuna in batch rounds.
 
-The result files are the search's only state. There is no daemon and no database: a method
-that needs results to choose (halving, optuna) runs in *rounds*, and round r is a Snakemake
-checkpoint (workflow/rules/search.smk) whose output, ``results/plan/rounds/round_{r}.json``, is
-computed by :func:`choose_round` from the sweep file and the result JSONs of rounds < r, and from
-nothing else. So a killed run (even killed while a round is being chosen) resumes by choosing the
-same trials again; finished trials keep their ids (the hash of their parameters) and are not
-redone; growing ``rounds`` (optuna) or ``n_trials`` continues the search instead of restarting it.
-
-- ``random`` / ``sobol``: every point is known from the file; they are ordinary trials of the
-  plan (:func:`snakesweep.grid.expand`), all in round 0. Sampling lives in snakesweep/space.py.
-- ``halving`` (synchronous successive halving): round 0 runs ``n_trials`` random points of the
-  space (or every point of ``sweep.grid``) at the smallest budget of the ladder
-  (:func:`ladder`); round r runs the best 1/eta configurations of round r-1
-  (:func:`promote`) at the next budget.
-- ``optuna``: each round rebuilds an in-memory Optuna study from every earlier round's results
-  and asks it for ``batch`` new points (:func:`suggest`), seeded per round, so the same results
-  always give the same points.
-
-A configuration (a point) runs once per seed; its score is the mean of the report objective over
-its seeds, and a configuration with any failed seed (or no finite objective) has no score: it is
-never promoted and enters an Optuna study as a failed trial.
+The result files are the search's only state (no daemon, no database). random/sobol points are
+known from the sweep file: ordinary trials of the plan, all round 0. halving and optuna choose
+from results, in rounds: round r is a Snakemake checkpoint (workflow/rules/search.smk) whose file
+(snakesweep/rounds.py) :func:`choose_round` computes from the sweep file and the results of rounds
+< r only, so a killed run chooses the same trials again. A configuration's score is the mean of
+the report objective over its seeds; one with a failed seed has none (never promoted; a failed
+trial in an Optuna study).
 """
 
 from __future__ import annotations
@@ -29,18 +15,17 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from .config import ROUND_METHODS, CommandWorkload, ConfigError, SweepConfig, validate_config
+from .config import ROUND_METHODS, ChoiceDim, CommandWorkload, ConfigError, IntDim, SweepConfig, validate_config
 from .grid import Trial, canonical_json, flatten, grid_points, trial_id, workload_label
-from .plan import ROUND_KIND, ROUNDS_DIR, chosen_rounds, round_digest, round_path, round_trials  # noqa: F401
-from .results import SCHEMA_VERSION, atomic_write_json
-from .space import dims, probe, round_value, sample
-
-
+from .results import SCHEMA_VERSION, error_records, load_result, read_json, retried
+from .rounds import ROUND_KIND, ROUNDS_DIR, chosen_rounds, round_digest, write_round
+from .space import contains, dims, probe, round_value, sample, to_optuna
+from .space import describe as space_lines
 
 # ---------------------------------------------------------------------------- the schedule
 
@@ -215,10 +200,8 @@ def promote(scores: Sequence[tuple[str, float | None]], eta: int, direction: str
 
 
 def trial_metrics(results: str | Path, trial: str, steps: Sequence[str]) -> dict[str, Any] | None:
-    """The merged metrics of a trial's selected steps, read through the sweep-state reader's
-    result check (snakesweep/state.py); None unless every step has a valid result."""
-    from .state import load_result
-
+    """The merged metrics of a trial's selected steps, read through the one result check
+    (snakesweep/results.py); None unless every step has a valid result."""
     metrics: dict[str, Any] = {}
     for step in steps:
         record, _problem = load_result(Path(results, "trials", trial, f"{step}.json"), trial, step)
@@ -281,10 +264,8 @@ def suggest(
     trials, so the same history always gives the same points. A point equal to one already run
     or asked is skipped (choice-only spaces run out of new points): the round may be smaller.
     """
-    import optuna
+    import optuna  # lazy: optional, and heavy; only an optuna round imports it
     from optuna.trial import TrialState, create_trial
-
-    from .space import contains, to_optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     named = dims(space)
@@ -319,8 +300,6 @@ def suggest(
 
 
 def _as_point(dim: Any, value: Any) -> Any:
-    from .config import ChoiceDim, IntDim
-
     if isinstance(dim, ChoiceDim):
         return value
     if isinstance(dim, IntDim):
@@ -332,39 +311,14 @@ def _as_point(dim: Any, value: Any) -> Any:
 # ---------------------------------------------------------------------------- rounds
 
 
-def read_round(path: str | Path) -> dict[str, Any]:
-    with open(path) as fh:
-        return json.load(fh)
-
-
-def round_trial_ids(doc: dict[str, Any]) -> list[str]:
-    return [t["trial"] for t in doc["trials"]]
-
-
 def final_failures(logs: str | Path, steps: Sequence[str], retry_on: Sequence[str]) -> set[str]:
     """Trials whose last attempt failed for good: an error record (logs/{step}/{trial}.error.json)
     whose reason failures.retry_on does not retry (an exception in the workload, a non-zero exit).
     A search goes on without them: they are not inputs of the next round and not retried (remove
     the record to retry one). Timeouts, signals, orphaned steps (their Snakemake was killed) and
     trials held back by the failure budget are retried, and the next round waits for them."""
-    out: set[str] = set()
-    retried = {*retry_on, "budget"}
-    for step in steps:
-        try:
-            entries = list(os.scandir(Path(logs, step)))
-        except OSError:
-            continue
-        for e in entries:
-            if not e.name.endswith(".error.json") or ".cycle" in e.name:
-                continue
-            try:
-                with open(e.path) as fh:
-                    reason = json.load(fh).get("reason")
-            except (OSError, ValueError, AttributeError):
-                continue
-            if reason not in retried:
-                out.add(e.name.split(".", 1)[0])
-    return out
+    return {trial for trial, record in error_records(logs, steps, cycles=False)
+            if not retried(record.get("reason"), retry_on)}
 
 
 def _initial_configs(sweep) -> list[dict[str, Any]]:
@@ -465,13 +419,11 @@ def choose_round(cfg: SweepConfig, r: int, earlier: Sequence[dict[str, Any]], re
 
 def describe(cfg: SweepConfig, plan_dir: str | Path | None = None) -> str:
     """The search in a few lines, for `snakemake -n` and every run's start."""
-    from .space import describe as describe_space
-
     sw = cfg.sweep
     s = sw.search
     seeds = len(sw.seeds)
     per = configs_per_round(sw, _start_size(sw))
-    dims_text = "; ".join(describe_space(sw.space)) if sw.space else "the grid's points"
+    dims_text = "; ".join(space_lines(sw.space)) if sw.space else "the grid's points"
     seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
     if s.method in ("random", "sobol"):
         kind = "random points (numpy)" if s.method == "random" else "scrambled Sobol points (scipy.stats.qmc)"
@@ -516,15 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", required=True)
     ap.add_argument("--output", required=True)
     a = ap.parse_args(argv)
-    from .results import read_json
-
     plan = read_json(a.plan)
     block = plan.get("search") or {}
     cfg = validate_config(block["config"], f"{a.plan} (search.config)")
     plan_dir = Path(a.plan).parent
     earlier = chosen_rounds(plan_dir, block)[: a.round]
     doc = choose_round(cfg, a.round, earlier, plan_dir.parent)
-    atomic_write_json(a.output, doc)
+    write_round(a.output, doc)
     sel = doc.get("selection", {})
     print(f"round {a.round}: {len(doc['trials'])} trials chosen ({json.dumps(sel)[:2000]})", file=sys.stderr)
     return 0

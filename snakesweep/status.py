@@ -2,28 +2,18 @@
 
     python -m snakesweep.status [DIR] [--format text|json] [--recent-s 120]
 
-The state of every trial and step comes from snakesweep/state.py (the one reader that collect,
-the plan preview and the workflow's resume also use, so they never disagree): done, stale,
-failed (error record or corrupt result, with the reason), running, interrupted, blocked,
-pending. This module adds the run around them: whether Snakemake is running here, the elapsed
-time of the sweep run (from its Snakemake run log; dry runs and `snakemake --report` do not
-count), and an ETA. It takes no lock, creates nothing and writes nothing, so it is safe while a
+The state of every trial and step comes from snakesweep/state.py (the reader collect, the preview
+and the end-of-run summary use too). This module adds the run around it: whether Snakemake is
+running here, the elapsed time of the sweep run (from its run log; dry runs and `--report` do not
+count), an ETA, and a search's rounds. It takes no lock and writes nothing, so it is safe while a
 run is going.
 
-Running vs interrupted: a step with Snakemake's incomplete marker is running only while a
-Snakemake instance works here (its lock, and a Snakemake process in this directory when /proc
-can tell); with no instance, it is interrupted (a killed run; the next run redoes it, unless
-its result was completely written, which then counts as done). A lock without a Snakemake
-process on this host may belong to a run on another host of a shared file system: then a
-marked step whose log changed in the last --recent-s seconds counts as running.
-ETA: the remaining jobs times each step's mean duration from the benchmark records of
-finished jobs (a running job counts for the part of its mean not yet used), divided by the
-number of jobs running now; measure jobs run one at a time, so their total is a floor. Rough,
-and only while Snakemake runs: a stopped run has no ETA, only the work left.
-A search (issue 10): the trials are those of the plan as snakesweep.plan.load_plan reads it
-(for halving/optuna, the trials of the rounds chosen so far); the search line says how many
-rounds are chosen and how many trials the rest of the schedule can still add (not counted in
-the ETA, which covers the chosen rounds).
+Running vs interrupted: a marked step is running only while a Snakemake instance works here (its
+lock, and a Snakemake process in this directory when /proc can tell); a lock with no process on
+this host may be a run on another host of a shared file system: then a marked step whose log
+changed in the last --recent-s seconds counts as running. ETA: the jobs left times each step's
+mean benchmark duration (a running job counts for what its mean has left), over the jobs running
+now; measure jobs run one at a time, so their total is a floor. Only while Snakemake runs.
 """
 
 from __future__ import annotations
@@ -34,24 +24,13 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .state import (  # noqa: F401  (the readers live in state.py; re-exported for callers)
-    STATES,
-    STEPS,
-    SweepState,
-    benchmark_seconds,
-    decode_marker,
-    incomplete_markers,
-    latest_run_log,
-    read_state,
-    snakemake_locks,
-    snakemake_processes,
-)
-
-SERIAL_STEPS = ("measure",)  # they hold a resource of capacity 1
+from .rounds import round_progress
+from .state import SERIAL_STEPS, SweepState, read_state
 
 
 def sweep_status(
@@ -150,9 +129,7 @@ def search_status(plan: dict[str, Any] | None, results: str | Path) -> dict[str,
                            "chosen": search.get("rounds", 1), "trials": len((plan or {}).get("trials") or []),
                            "later_trials": 0}
     if search.get("rounds_dir"):
-        from .preview import search_rounds
-
-        info = search_rounds(plan, results) or {}
+        info = round_progress(plan, Path(results) / "plan") or {}
         out.update(chosen=info.get("chosen", 0), later_trials=info.get("later_trials", 0),
                    rounds_dir=str(Path(results) / "plan" / search["rounds_dir"]))
     return out

@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .params import nest
 from .plan import load_plan, trial_params
-from .results import atomic_write_json, exception_record, result_record, utc_now
+from .results import atomic_write_json, exception_record, read_json, result_record, utc_now
+
+# lazy: keeps step processes light. Every import below the module level is of what one step
+# alone runs (a command workload, the module loader, measurement, torch, shutil), so a step
+# process pays only for its own.
 
 
 def resolve_device(requested: str, *, torch_free: bool = False) -> str:
@@ -207,6 +212,13 @@ def measure(
         train_dir = Path(train_result).parent if train_result else None
 
         def measured(p, dev):
+            if callable(getattr(workload, "generation", None)):  # a generating model: per-token metrics
+                from .generation import run_generation
+
+                task = workload.generation(
+                    nest(p), train_dir, data_dir=data_dir, device=dev, batch_size=settings.batch_size
+                )
+                return run_generation(task, dev, settings, log=_log, max_window_s=max_window_s)
             fn, batches, sizes = workload.inference(
                 nest(p), train_dir, data_dir=data_dir, device=dev, batch_size=settings.batch_size
             )
@@ -229,7 +241,6 @@ def measure(
 def measure_aggregate(trial: str, plan_path: str | Path, cycles: list[str], output: str | Path):
     """Cycles -> measure.json; no workload, no torch: the device is the one the cycles ran on."""
     from .measure import aggregate_cycles
-    from .results import read_json
 
     records = [read_json(c) for c in cycles]
     return _run_step(

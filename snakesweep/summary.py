@@ -6,11 +6,9 @@ The workflow's ``onsuccess:`` and ``onerror:`` handlers print these lines: how m
 ok, failed and pending (every failed one with its error and log, up to 20), the best
 configuration with its mean, interval and the significance verdict (results/best.json), the
 report outputs that could not be made (results/report/problems.*.json), and where the reports
-are. A search in rounds (halving, optuna) also says how many rounds are chosen, and its retry
-line says what a re-run does there: a trial that failed for good (a reason ``failures.retry_on``
-does not retry) is not retried, the search goes on without it (snakesweep/search.py:
-final_failures). It reads files only (summary.csv, the plan and its round files, best.json,
-the problem notes), never raises, and
+are. A search in rounds (halving, optuna) also says how many rounds are chosen, and that a trial that
+failed for good is not retried (snakesweep/search.py: final_failures). It reads files only
+(summary.csv, the plan and its round files, best.json, the problem notes), never raises, and
 imports nothing heavy, so a handler can always call it. ``python -m snakesweep.summary [DIR]``
 prints the same for a sweep directory.
 """
@@ -21,10 +19,13 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .report import report_problem_lines  # standard library only at import
+from .results import RETRY_ON, read_json_or_none
+from .rounds import round_progress
 
 MAX_FAILED = 20
 # (path under results/, what it answers); the order of the final lines
@@ -65,27 +66,18 @@ def _read_rows(path: Path) -> list[dict[str, str]] | None:
         return None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-
-
 def search_of(results: str | Path) -> dict[str, Any] | None:
     """A search in rounds, from the plan on disk: ``{"method", "rounds", "chosen", "retry_on"}``;
     None for a grid, random/sobol (ordinary trials: a re-run retries them) or without a plan."""
-    plan = _read_json(Path(results, "plan", "trials.json"))
+    plan = read_json_or_none(Path(results, "plan", "trials.json"))
     search = plan.get("search") if isinstance(plan, Mapping) else None
     if not isinstance(search, Mapping) or not search.get("rounds_dir"):
         return None
     try:
-        from .plan import chosen_rounds
-
-        chosen = len(chosen_rounds(Path(results, "plan"), dict(search)))
+        chosen = round_progress(plan, Path(results, "plan"))["chosen"]
     except Exception:  # noqa: BLE001 - a summary line must not fail
         chosen = None
-    retry_on = (plan.get("failures") or {}).get("retry_on") or ["timeout", "signal", "orphaned"]
+    retry_on = (plan.get("failures") or {}).get("retry_on") or RETRY_ON
     return {"method": search.get("method"), "rounds": search.get("rounds"), "chosen": chosen,
             "retry_on": list(retry_on)}
 
@@ -205,7 +197,7 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         lines = trial_lines(rows, logs, search_of(root))
         best_path = root / "best.json"
         if best_path.exists():
-            lines += best_lines(_read_json(best_path))
+            lines += best_lines(read_json_or_none(best_path))
             try:
                 if best_path.stat().st_mtime < summary.stat().st_mtime - 1:
                     lines.append(f"  (from an earlier run: {best_path.as_posix()} is older than {summary.as_posix()})")

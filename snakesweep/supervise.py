@@ -5,7 +5,7 @@ killed by the OOM killer cannot write its own error record: this supervisor does
 imports only the standard library, then forks: the child (its own process and session, killed
 with the supervisor by PR_SET_PDEATHSIG, its output in the step's log) imports and runs the
 step (snakesweep.steps.main) in the interpreter already started, instead of starting a second
-one (issue 11: one interpreter start per job instead of two). The parent watches it exactly as
+one (one interpreter start per job instead of two). The parent watches it exactly as
 it watched a separate `python -m snakesweep.steps`: timeout, signals, exit status, orphaning.
 
     python -m snakesweep.supervise STEP --trial T --plan P --output O --log L [...]
@@ -14,7 +14,6 @@ it watched a separate `python -m snakesweep.steps`: timeout, signals, exit statu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import signal
@@ -22,7 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-from .results import ATTEMPT_ENV, error_record_path, write_error_record
+# plan, rounds, results and procs import only the standard library: nothing heavy before the fork
+from .plan import load_plan
+from .procs import die_with_parent, parent_pid
+from .results import (
+    ATTEMPT_ENV,
+    BUDGET_REASON,
+    RETRY_ON,
+    STEPS,
+    error_record_path,
+    error_records,
+    read_json_or_none,
+    retried,
+    write_error_record,
+)
 
 KILL_GRACE_S = 5.0
 # written by the workflow's `onstart` in the logs directory: when this run began, so that the
@@ -42,14 +54,6 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def _load_plan(plan_path: str) -> dict:
-    # halving/optuna trials live in round files, which plan.load_plan adds (standard library
-    # only): read raw, a search has no planned trials and max_failure_rate trips at once
-    from .plan import load_plan
-
-    return load_plan(plan_path)
-
-
 def _timeout_for(plan: dict, step: str) -> float:
     return float(plan["timeout_s"][TIMEOUT_KEY.get(step, step)])
 
@@ -57,18 +61,8 @@ def _timeout_for(plan: dict, step: str) -> float:
 def run_started(logs: Path) -> float | None:
     """The start (epoch seconds) of the Snakemake run this job belongs to; None outside one."""
     try:
-        with open(logs / RUN_MARKER) as fh:
-            return float(json.load(fh)["started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        with open(path) as fh:
-            record = json.load(fh)
-        return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
+        return float(read_json_or_none(logs / RUN_MARKER)["started"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
@@ -80,7 +74,8 @@ def previous_failure(log: Path, since: float | None) -> dict | None:
             return None
     except OSError:
         return None
-    return _read_record(path)
+    record = read_json_or_none(path)
+    return record if isinstance(record, dict) else None
 
 
 def _describe(record: dict) -> str:
@@ -93,19 +88,8 @@ def _describe(record: dict) -> str:
 
 def failed_trials(logs: Path, steps: list[str], since: float) -> set[str]:
     """Trials with an error record written in this run (a skip for the budget is no failure)."""
-    failed: set[str] = set()
-    for step in steps:
-        try:
-            entries = list(os.scandir(logs / step))
-        except OSError:
-            continue
-        for entry in entries:
-            if not entry.name.endswith(".error.json") or entry.stat().st_mtime < since:
-                continue
-            record = _read_record(Path(entry.path))
-            if record is not None and record.get("reason") != "budget":
-                failed.add(entry.name.split(".", 1)[0])
-    return failed
+    return {trial for trial, record in error_records(logs, steps, since=since)
+            if record.get("reason") != BUDGET_REASON}
 
 
 def budget_exceeded(plan: dict, logs: Path, since: float | None) -> str | None:
@@ -114,7 +98,7 @@ def budget_exceeded(plan: dict, logs: Path, since: float | None) -> str | None:
     max_n, max_rate = policy.get("max_failures"), policy.get("max_failure_rate")
     if since is None or (max_n is None and max_rate is None):
         return None
-    n = len(failed_trials(logs, plan.get("steps") or ["train", "eval", "measure"], since))
+    n = len(failed_trials(logs, plan.get("steps") or list(STEPS), since))
     planned = len(plan["trials"])
     if max_n is not None and n >= max_n:
         return f"{n} trials failed in this run, failures.max_failures = {max_n}"
@@ -126,19 +110,11 @@ def budget_exceeded(plan: dict, logs: Path, since: float | None) -> str | None:
 POLL_S = 0.5
 
 
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _ancestors(levels: int = 3) -> list[int]:
     chain, pid = [], os.getppid()
     while pid and pid > 1 and len(chain) < levels:
         chain.append(pid)
-        pid = _parent_of(pid)
+        pid = parent_pid(pid)
     return chain
 
 
@@ -162,17 +138,6 @@ def _owner_alive(owner: int | None) -> bool:
     return owner is None or owner in _ancestors()
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the child: if this supervisor is killed (kill -9 of the whole run), the kernel kills
-    the step too (Linux PR_SET_PDEATHSIG); elsewhere this does nothing."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the supervisor died before prctl took effect
-            os._exit(1)
-
-
 def _run_child(step_argv: list[str], log_fd: int, env: dict[str, str], parent: int) -> None:
     """The forked child: becomes what `python -X faulthandler -m snakesweep.steps STEP ...`
     was (own session, output to the log, the thread/attempt variables, faulthandler on,
@@ -180,7 +145,7 @@ def _run_child(step_argv: list[str], log_fd: int, env: dict[str, str], parent: i
     code = 1
     try:
         os.setsid()
-        _die_with_parent(parent)
+        die_with_parent(parent)  # a killed supervisor (kill -9 of the whole run) takes the step along
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.environ.update(env)
@@ -279,12 +244,12 @@ def supervise(argv: list[str]) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     logs = log.parent.parent
     record = dict(trial=args.trial, step=args.step)
-    plan = _load_plan(args.plan)
+    plan = load_plan(args.plan)
     since = run_started(logs)
     before = previous_failure(log, since)
     attempt = int(before.get("attempt", 1)) + 1 if before else 1
-    retry_on = (plan.get("failures") or {}).get("retry_on", ["timeout", "signal", "orphaned"])
-    if before and before.get("reason") not in (*retry_on, "budget"):
+    retry_on = (plan.get("failures") or {}).get("retry_on", list(RETRY_ON))
+    if before and not retried(before.get("reason"), retry_on):
         # Snakemake retries whatever failed; an exception in the user's code fails again
         with open(log, "a") as out:  # Snakemake emptied the log for this attempt: say what failed
             print(f"snakesweep: attempt {attempt} not started: the last attempt failed with reason "

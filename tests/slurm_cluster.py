@@ -44,8 +44,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 ETC_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK_FILE = Path(tempfile.gettempdir()) / "snakesweep-slurm-cluster.lock"
@@ -226,14 +226,14 @@ class SlurmCluster:
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         if self.install:
             reason = ensure_slurm_installed()
             if reason:
@@ -321,7 +321,7 @@ class SlurmCluster:
                     os.close(fd)
                     raise SlurmUnavailable(
                         f"another test Slurm holds {LOCK_FILE} for more than {self.lock_timeout_s:.0f}s"
-                    )
+                    ) from None
                 time.sleep(1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {self.root}\n".encode())
@@ -551,8 +551,10 @@ def slurm_cluster(root: Path | str | None = None, **kw) -> Iterator[SlurmCluster
             signal.signal(signal.SIGTERM, prev_term)
 
 
-def slurm_cluster_fixture(tmp_path_factory) -> Iterator[SlurmCluster]:
-    """Body of a pytest fixture: skips (with the reason) where Slurm cannot be installed."""
+def slurm_cluster_fixture(tmp_path_factory, **kw) -> Iterator[SlurmCluster]:
+    """Body of a pytest fixture (`yield from slurm_cluster_fixture(tmp_path_factory)`): skips (with the
+    reason) where Slurm cannot be installed or started; after the tests, every daemon must be gone.
+    `kw`: SlurmCluster's options (e.g. min_job_age)."""
     import pytest
 
     reason = ensure_slurm_installed()
@@ -560,10 +562,11 @@ def slurm_cluster_fixture(tmp_path_factory) -> Iterator[SlurmCluster]:
         pytest.skip(f"Slurm not available: {reason}")
     root = Path(tempfile.mkdtemp(prefix="snakesweep-slurm-", dir=tmp_path_factory.getbasetemp()))
     try:
-        with slurm_cluster(root) as cluster:
+        with slurm_cluster(root, **kw) as cluster:
             yield cluster
     except SlurmUnavailable as e:
-        pytest.skip(f"Slurm not available: {e}")
+        pytest.skip(f"could not start a test Slurm: {e}")
+    assert cluster.still_running() == {}, f"daemons still running after stop: {cluster.still_running()}"
 
 
 if __name__ == "__main__":  # manual smoke test: python tests/slurm_cluster.py

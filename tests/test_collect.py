@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from snakesweep.collect import collect
-from snakesweep.report import read_summary
+from snakesweep.report import collect, read_summary
 from state_helpers import touch, write_plan, write_result
 
 T = [f"{i:010x}" for i in range(4)]

@@ -562,3 +562,48 @@ def test_an_exited_unreaped_command_is_no_rss_sample():
         assert sampler.samples == 1 and sampler.peak_mb > 0
     finally:
         os.waitpid(pid, 0)
+
+
+SHORT_PEAK_DRIVER = """\
+    import json, sys
+    from pathlib import Path
+    from snakesweep.config import MeasureSettings, CommandWorkload
+    from snakesweep.workloads.command import run_measure
+    alloc = "b = bytearray(100 * 2**20); b[::4096] = b'x' * len(b[::4096])"  # 100 MB touched, then exit
+    w = CommandWorkload(command={"train": ["t"], "measure": ["python", "-c", alloc]})
+    settings = MeasureSettings(min_window_s=0, cooldown_s=0, sample_interval_s=30)
+    m = run_measure(w, {"seed": 0}, out_dir=Path("o"), train_dir=None, data_dir=Path("d"), trial="t",
+                    device="cpu", settings=settings, log=lambda line: None)
+    print(json.dumps({k: m[k] for k in ("peak_mem_mb", "peak_mem_method", "window_s")}))
+"""
+
+
+def test_a_command_shorter_than_the_sampling_interval_has_its_true_peak(cwd):
+    """Started from a step-sized process, as the measure step starts it: a command that touches
+    100 MB and exits long before the second read (30 s apart) is measured at its kernel peak."""
+    driver = script(cwd / "driver.py", SHORT_PEAK_DRIVER)
+    out = subprocess.run([sys.executable, driver], cwd=cwd, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    m = json.loads(out.stdout.splitlines()[-1])
+    assert m["window_s"] < 30  # one read at most: the first, at the start
+    assert 100 <= m["peak_mem_mb"] < 160, m
+    assert "wait4 (ru_maxrss)" in m["peak_mem_method"]
+
+
+def _done(maxrss_mb: float, launcher_rss_mb: float) -> cw.Completed:
+    return cw.Completed(["c"], 0, [], [], 0.1, 0.1, False, maxrss_mb, launcher_rss_mb)
+
+
+def test_peak_memory_takes_ru_maxrss_only_above_what_the_fork_carries():
+    sampled, unsampled = cw.TreeSampler(0.1), cw.TreeSampler(0.1)
+    sampled.sample(os.getpid())
+    own = sampled.peak_mb
+    # a command bigger than its launcher: its exit figure counts, with or without reads
+    assert cw.peak_memory(unsampled, _done(500.0, 20.0)) == (500.0, cw.PEAK_MEM_METHODS["exit"])
+    assert cw.peak_memory(sampled, _done(own + 100, 20.0)) == (own + 100, cw.PEAK_MEM_METHODS["both"])
+    # ru_maxrss at or under the launcher's RSS may be the launcher's own peak: the reads only
+    assert cw.peak_memory(sampled, _done(300.0, 300.0)) == (own, cw.PEAK_MEM_METHODS["sampled"])
+    # neither: not measured, never a measured-looking 0
+    peak, method = cw.peak_memory(unsampled, _done(250.0, 250.0))
+    assert peak is None and method.startswith("not measured")

@@ -30,10 +30,16 @@ def rows_by(workdir, key: str) -> dict:
     return {r[key]: r for r in workdir.read_csv("results/summary.csv")}
 
 
-def touch_later(path: Path) -> None:
-    """Edit a file so that its mtime is surely newer than the results made before."""
-    time.sleep(1.1)
+def touch_later(path: Path, results: Path) -> None:
+    """Edit a file so that its mtime is newer than every file under `results` (made before): waits
+    for the clock to pass the newest, whatever the file system's timestamp resolution."""
+    newest = max(p.stat().st_mtime for p in results.rglob("*") if p.is_file())
     path.write_text(path.read_text() + "\n# edited\n")
+    deadline = time.monotonic() + 10
+    while path.stat().st_mtime <= newest:
+        assert time.monotonic() < deadline, f"{path}'s mtime never passed {newest}"
+        time.sleep(0.01)
+        os.utime(path)
 
 
 def test_cli_script_sweep_runs_and_editing_one_steps_script_reruns_only_what_uses_it(workdir):
@@ -58,11 +64,11 @@ def test_cli_script_sweep_runs_and_editing_one_steps_script_reruns_only_what_use
         assert measured["peak_mem_mb"] > 10 and measured["energy_j"] is None  # no RAPL on this box
         assert measured["energy_source"].startswith("unavailable: ")
 
-    touch_later(workdir.path / "examples/eval_cli.py")
+    touch_later(workdir.path / "examples/eval_cli.py", workdir.path / "results")
     again = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(again, "eval") == 2 and jobs_run(again, "train") == 0, again.stderr[-3000:]
 
-    touch_later(workdir.path / "examples/train_cli.py")
+    touch_later(workdir.path / "examples/train_cli.py", workdir.path / "results")
     third = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(third, "train") == 2, third.stderr[-3000:]
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from snakesweep.workloads import load_workload, resolve_workload, validate_builtin_params
-from snakesweep.config import ConfigError
-
 import pytest
+
+from snakesweep.config import ConfigError
+from snakesweep.workloads import load_workload, resolve_workload, validate_builtin_params
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,8 @@
 
 import pytest
 
-from snakesweep.config import ConfigError, Sweep
+from snakesweep.config import ConfigError, LinRange, LogRange, Sweep
 from snakesweep.grid import axis_values, canonical_json, expand, flatten, nest, param_names, trial_id
-from snakesweep.config import LinRange, LogRange
 
 
 def sweep(**kw):

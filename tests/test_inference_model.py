@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import jobs_run
 
+from conftest import jobs_run
 from snakesweep.config import ConfigError, MeasureSettings
 from snakesweep.measure import run_measurement
-from snakesweep.workloads import load_workload, validate_builtin_params
 from snakesweep.workloads import inference_model as im
+from snakesweep.workloads import load_workload, validate_builtin_params
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = {"model": "mlp", "width": 32, "depth": 3, "in_features": 20, "out_features": 5, "seed": 0}

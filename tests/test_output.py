@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from snakemake_interface_logger_plugins.common import LogEvent
 
 from conftest import REPO, job_counts, toy_config
 from snakemake_logger_plugin_snakesweep import LogHandler, LogHandlerSettings
@@ -28,7 +29,6 @@ from snakemake_logger_plugin_snakesweep.progress import (
     human_seconds,
     observed_parallelism,
 )
-from snakemake_interface_logger_plugins.common import LogEvent
 from snakesweep.summary import end_of_run_summary
 
 PROGRESS_RE = re.compile(r"^\[\d\d:\d\d:\d\d\] (\d+)/(\d+) jobs done \(\d+%\), (\d+) failed, (\d+) running")
@@ -427,7 +427,7 @@ def test_dry_run_output_is_snakemakes(workdir):
     nolog.mkdir()
     text = (workdir.path / "profiles/default/config.yaml").read_text()
     assert "logger: [snakesweep]" in text
-    (nolog / "config.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("logger")))
+    (nolog / "config.yaml").write_text("\n".join(line for line in text.splitlines() if not line.startswith("logger")))
     plain = workdir.snakemake("-n", "--configfile", str(cfg), "--workflow-profile", str(nolog), check=True)
     for proc in (dry, plain):
         out = proc.stdout + proc.stderr
@@ -436,7 +436,7 @@ def test_dry_run_output_is_snakemakes(workdir):
     assert job_counts(dry) == job_counts(plain) and job_counts(dry)["train"] == 4
 
     def blocks(proc):
-        return sorted(l.strip() for l in proc.stdout.splitlines() if re.match(r"^(local)?(rule|checkpoint) \w+:$", l))
+        return sorted(line.strip() for line in proc.stdout.splitlines() if re.match(r"^(local)?(rule|checkpoint) \w+:$", line))
 
     assert blocks(dry) == blocks(plain) and len(blocks(dry)) == 18
 

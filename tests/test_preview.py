@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snakesweep.preview import benchmark_means, format_preview, human_duration, jobs_to_run, show_preview
+from snakesweep.preview import benchmark_means, format_preview, human_duration, show_preview
+from snakesweep.preview import count_jobs as jobs_to_run
 from state_helpers import write_result
 
 

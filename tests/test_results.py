@@ -1,13 +1,15 @@
 """Result records on disk: atomic writes, one schema, error records beside the log."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from snakesweep.results import (
-    atomic_write_json, error_record_path, exception_record, result_record, versions,
+    atomic_write_json,
+    error_record_path,
+    exception_record,
+    result_record,
+    versions,
 )
 
 

@@ -14,8 +14,9 @@ from scipy.stats import qmc
 from snakesweep import search
 from snakesweep.config import Budget, ConfigError, validate_config
 from snakesweep.grid import expand
-from snakesweep.plan import build_plan, chosen_rounds, load_plan, round_path, write_plan
+from snakesweep.plan import build_plan, load_plan, write_plan
 from snakesweep.results import atomic_write_json, result_record, utc_now
+from snakesweep.rounds import chosen_rounds, round_path
 from snakesweep.space import from_unit, probe, sample
 from snakesweep.workloads import validate_builtin_params
 

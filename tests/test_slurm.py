@@ -25,7 +25,14 @@ import yaml
 
 from conftest import copy_workflow
 from slurm_cluster import (
-    ETC_SLURM_CONF, MARKER, SlurmCluster, _is_stopped, bounded, ensure_slurm_installed, slurm_cluster,
+    ETC_SLURM_CONF,
+    MARKER,
+    SlurmCluster,
+    _is_stopped,
+    bounded,
+    ensure_slurm_installed,
+    slurm_cluster,
+    slurm_cluster_fixture,
 )
 
 pytestmark = pytest.mark.slurm
@@ -204,19 +211,7 @@ def _test_cluster_conf(link) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = ensure_slurm_installed()
-    if reason:
-        pytest.skip(f"Slurm not available: {reason}")
-    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        c.start()
-    except Exception as e:  # SlurmUnavailable: cannot run daemons here
-        pytest.skip(f"could not start a test Slurm: {e}")
-    try:
-        yield c
-    finally:
-        c.stop()
-        assert c.still_running() == {}, f"daemons still running after stop: {c.still_running()}"
+    yield from slurm_cluster_fixture(tmp_path_factory)
 
 
 @pytest.mark.timeout(420)

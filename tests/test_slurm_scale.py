@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from conftest import TOY, copy_workflow
-from slurm_cluster import SlurmCluster, SlurmUnavailable, bounded, ensure_slurm_installed
+from slurm_cluster import bounded, slurm_cluster_fixture
 
 pytestmark = [
     pytest.mark.slurm,
@@ -145,20 +145,8 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = ensure_slurm_installed()
-    if reason:
-        pytest.skip(f"Slurm not available: {reason}")
     # finished jobs stay visible to scontrol for the whole test (the default is 300 s)
-    c = SlurmCluster(tmp_path_factory.mktemp("slurm"), min_job_age=3600)
-    try:
-        c.start()
-    except SlurmUnavailable as e:
-        pytest.skip(f"could not start a test Slurm: {e}")
-    try:
-        yield c
-    finally:
-        c.stop()
-        assert c.still_running() == {}, f"daemons still running after stop: {c.still_running()}"
+    yield from slurm_cluster_fixture(tmp_path_factory, min_job_age=3600)
 
 
 @pytest.mark.timeout(2 * RUN_LIMIT_S + 300)

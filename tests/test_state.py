@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Workdir, copy_workflow, jobs_run, toy_config
+from snakesweep import bookkeeping as B
+from snakesweep import reconcile as R
+from snakesweep import results as RES
 from snakesweep import state as S
 from snakesweep.status import format_text, sweep_status
 from state_helpers import marker, record, touch, write_plan, write_result
@@ -94,9 +97,9 @@ def test_resolve_finished_markers_keeps_only_valid_results(tmp_path):
     outs = [f"results/trials/{t}/train.json" for t in T] + [f"results/trials/{T[2]}/model.pt", "results/plan/trials.json"]
     files = {o: marker(tmp_path, o) for o in outs}
     lock = touch(tmp_path / ".snakemake/locks/0.input.lock", "x")
-    assert S.resolve_finished_markers(tmp_path, sweep_hash="now") == []  # another instance holds the dir
+    assert R.resolve_finished_markers(tmp_path, sweep_hash="now") == []  # another instance holds the dir
     lock.unlink()
-    assert S.resolve_finished_markers(tmp_path, sweep_hash="now") == [outs[0]]
+    assert R.resolve_finished_markers(tmp_path, sweep_hash="now") == [outs[0]]
     assert [o for o, f in files.items() if f.exists()] == outs[1:]
     # the status reading agrees: a marker on a finished result of the plan's sweep is done
     st = S.read_state(tmp_path)
@@ -112,7 +115,7 @@ def test_resolve_handles_snakemakes_chunked_marker_names(tmp_path):
     enc = base64.urlsafe_b64encode(out.encode()).decode()
     chunked = tmp_path / ".snakemake/incomplete" / ("@" + enc[:20]) / enc[20:]
     touch(chunked, "{}")
-    assert S.resolve_finished_markers(tmp_path) == [out]
+    assert R.resolve_finished_markers(tmp_path) == [out]
     assert not chunked.exists() and not chunked.parent.exists() and (tmp_path / ".snakemake/incomplete").is_dir()
 
 
@@ -122,7 +125,7 @@ def test_set_aside_corrupt_results(tmp_path):
     touch(tmp_path / f"results/trials/{T[0]}/eval.json", '{"trunc')
     write_result(tmp_path, T[1], "measure", rel=f"results/trials/{T[1]}/cycles/measure.0.json")
     touch(tmp_path / f"results/trials/{T[1]}/cycles/measure.1.json", "")
-    moved = S.set_aside_corrupt_results(tmp_path, stamp="X")
+    moved = R.set_aside_corrupt_results(tmp_path, stamp="X")
     assert sorted((a, b) for a, b, _w in moved) == [
         (f"results/trials/{T[0]}/eval.json", f"results/trials/{T[0]}/eval.json.corrupt-X"),
         (f"results/trials/{T[1]}/cycles/measure.1.json", f"results/trials/{T[1]}/cycles/measure.1.json.corrupt-X"),
@@ -178,12 +181,12 @@ def _valid(path: Path) -> bool:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return S.check_result(rec, path.parent.name, path.stem) is None
+    return RES.check_result(rec, path.parent.name, path.stem) is None
 
 
 def _finished_under_marker(root: Path) -> list[Path]:
     """Result files completely written while Snakemake's marker is still on them."""
-    _found, markers = S.incomplete_markers(root / ".snakemake")
+    _found, markers = B.incomplete_markers(root / ".snakemake")
     return [root / m for m in markers if m.endswith(".json") and "/trials/" in m and _valid(root / m)]
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from snakesweep.status import decode_marker, format_text, sweep_status
+from snakesweep.bookkeeping import decode_marker
+from snakesweep.status import format_text, sweep_status
 from state_helpers import marker as _marker
 from state_helpers import touch as _touch
 from state_helpers import write_result
@@ -62,6 +63,20 @@ def test_counts_failure_and_interrupted_without_a_live_run(tmp_path):
     assert "failed (1)" in text
 
 
+def _wait_until_visible(proc: subprocess.Popen, root: Path, timeout_s: float = 10.0) -> None:
+    """Until /proc shows `proc` as status looks for it (argv naming snakemake, cwd `root`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            if b"snakemake" in argv and os.readlink(f"/proc/{proc.pid}/cwd") == str(root.resolve()):
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "the fake snakemake never showed in /proc"
+        time.sleep(0.02)
+
+
 class _LiveSnakemake:
     """A lock in .snakemake/locks and a process whose argv names snakemake, working in `root`:
     what a running Snakemake instance looks like from outside."""
@@ -73,7 +88,7 @@ class _LiveSnakemake:
         self.lock = _touch(self.root / ".snakemake/locks/0.input.lock", "x")
         fake = _touch(self.root / "bin" / "snakemake", "sleep 30\n")
         self.proc = subprocess.Popen(["/bin/sh", str(fake)], cwd=self.root)
-        time.sleep(0.2)
+        _wait_until_visible(self.proc, self.root)
         return self.proc
 
     def __exit__(self, *exc):
@@ -127,7 +142,7 @@ def test_live_lock_with_a_snakemake_process_here_means_running(tmp_path):
     _touch(fake, "sleep 30\n")
     proc = subprocess.Popen(["/bin/sh", str(fake)], cwd=tmp_path)
     try:
-        time.sleep(0.2)
+        _wait_until_visible(proc, tmp_path)
         st = sweep_status(tmp_path, recent_s=0.5)  # log not recent: the lock decides
         assert st["snakemake_running"] is True and proc.pid in st["snakemake_pids"]
         assert st["steps"]["eval"]["running"] == 1 and st["elapsed_s"] is not None
@@ -218,7 +233,7 @@ rule train:
     output: "results/trials/{{t}}/train.json"
     log: "logs/train/{{t}}.log"
     benchmark: "results/benchmarks/train/{{t}}.tsv"
-    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; sleep {sleep}; {py} write_record.py {{wildcards.t}} train {{output}}"
+    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; i=0; while [ ! -e release ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; {py} write_record.py {{wildcards.t}} train {{output}}"
 rule eval:
     input: "results/trials/{{t}}/train.json"
     output: "results/trials/{{t}}/eval.json"
@@ -228,16 +243,19 @@ rule eval:
 
 
 def test_status_during_a_real_snakemake_run(tmp_path):
-    """Real Snakemake: its incomplete markers and lock make a sleeping job `running`; the
+    """Real Snakemake: its incomplete markers and lock make a waiting job `running`; the
     failed job's error record is listed; at the end everything is done or failed."""
     trials = TRIALS[:3]
     plan = {"schema_version": 1, "sweep_name": "live", "param_names": ["seed"],
             "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(trials)]}
     _touch(tmp_path / "results/plan/trials.json", json.dumps(plan))
-    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(trials=trials, bad=trials[1], sleep=6, py=sys.executable))
+    # the good trains run until the test has seen what it needs and writes `release` (60 s at
+    # most); three cores start all three trains at once, so the failure happens beside them
+    # whichever ready job Snakemake picks first
+    (tmp_path / "Snakefile").write_text(SNAKEFILE.format(trials=trials, bad=trials[1], polls=600, py=sys.executable))
     (tmp_path / "write_record.py").write_text(WRITE_RECORD.format(repo=str(REPO / "tests")))
     smk = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.Popen([str(smk), "--cores", "2", "--keep-going", "-q"], cwd=tmp_path,
+    proc = subprocess.Popen([str(smk), "--cores", str(len(trials)), "--keep-going", "-q"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         seen = None
@@ -252,6 +270,7 @@ def test_status_during_a_real_snakemake_run(tmp_path):
         assert seen["snakemake_running"] is True
         assert {r["trial"] for r in seen["running"]} <= {trials[0], trials[2]}
         assert seen["failed"][0]["trial"] == trials[1] and seen["failed"][0]["message"] == "boom"
+        (tmp_path / "release").touch()
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 WRITE_ALL = """
 import sys, pandas as pd
-from snakesweep import results, report, plots
+from snakesweep import report, results
+from snakesweep.report import plots
 d = sys.argv[1]
 results.atomic_write_text(d + "/a.txt", "x")
 results.atomic_write_json(d + "/b.json", {"a": 1})

@@ -9,6 +9,9 @@ the steps the sweep selects (`sweep.steps`):
     inference(params, train_dir, *, data_dir, device, batch_size)
         -> (fn, batches, samples_per_batch)                          # step measure: fn(batch) runs one batch
                                                                      # (train_dir is None without a train step)
+    generation(params, train_dir, *, data_dir, device, batch_size)
+        -> snakesweep.generation.GenerationTask                      # optional: a generating model; the measure
+                                                                     # step then reports TTFT, ITL, tokens/s
     METRICS = {"train": [...], "eval": [...], "measure": [...]}      # optional: lets a bad objective fail at parse time
 
 `params` is the trial's parameters as nested dicts (dotted keys expanded), `seed` included.
@@ -31,7 +34,11 @@ from ..results import STEPS
 if TYPE_CHECKING:
     from ..config import CommandWorkload
 
-BUILTIN = {"digits_mlp": "snakesweep.workloads.digits_mlp", "inference_model": "snakesweep.workloads.inference_model"}
+BUILTIN = {
+    "digits_mlp": "snakesweep.workloads.digits_mlp",
+    "inference_model": "snakesweep.workloads.inference_model",
+    "causal_lm": "snakesweep.workloads.causal_lm",  # needs the llm extra (transformers) to run
+}
 # the numeric metrics snakesweep.measure.run_measurement reports for every module workload
 MEASURED_METRICS = [
     "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps", "peak_mem_mb",

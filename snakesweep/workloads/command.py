@@ -72,10 +72,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..params import flatten, non_finite
+from ..procs import die_with_parent
 
 if TYPE_CHECKING:  # pydantic stays out of a step's imports: run_* read only .command/.args/.metrics
     from ..config import CommandWorkload, MeasureSettings
@@ -359,6 +361,8 @@ class Completed(NamedTuple):  # no dataclasses in a step process: it imports ins
     wall_s: float
     cpu_s: float
     open_pipes: bool = False  # a grandchild still held the output pipe after the command exited
+    maxrss_mb: float = 0.0  # wait4's ru_maxrss: the command's peak, or what the fork carried over (below)
+    launcher_rss_mb: float = 0.0  # this process's RSS right before the spawn: the most the fork carries
 
 
 def command_name(argv: list[str]) -> str:
@@ -370,14 +374,6 @@ def command_name(argv: list[str]) -> str:
         if script:
             return os.path.basename(script)
     return os.path.basename(argv[0])
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: die if the step process dies (Linux PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _env() -> dict[str, str]:
@@ -410,11 +406,12 @@ def run_command(
     log(f"snakesweep: running {json.dumps(argv)}")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     stdout_lines: list[str] = []
+    launcher_rss_mb = status_mb(os.getpid(), "VmRSS") or 0.0
     t0 = time.perf_counter()
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=_env(), preexec_fn=_die_with_parent,
+            env=_env(), preexec_fn=die_with_parent,  # in the child, before exec: dies with the step
         )
     except OSError as err:
         raise CommandFailed(
@@ -443,7 +440,10 @@ def run_command(
     open_pipes = any(p.is_alive() for p in pumps)
     if open_pipes:
         log(f"snakesweep: {command_name(argv)} exited, but a process it started still holds its output; not waiting for it")
-    return Completed(argv, proc.returncode, stdout_lines, list(tail), wall, ru.ru_utime + ru.ru_stime, open_pipes)
+    return Completed(
+        argv, proc.returncode, stdout_lines, list(tail), wall, ru.ru_utime + ru.ru_stime, open_pipes,
+        ru.ru_maxrss / 1024, launcher_rss_mb,
+    )
 
 
 def _check_exit(done: Completed, workload: CommandWorkload, params: dict[str, Any]) -> None:
@@ -593,14 +593,27 @@ def run_eval(
 
 # Short, because they are columns of summary.csv; the module docstring and config/README.md say more.
 WINDOW_NOTE = "spawn to exit of the command's process tree: start-up inside, not a steady-state latency"
-# Not wait4's ru_maxrss: Linux carries the launcher's own peak RSS across fork and exec into the
-# child's, so a 10 MB command started from a 250 MB process would read 250 MB.
-PEAK_MEM_METHOD = "peak of the RSS summed over the process tree, sampled every sample_interval_s"
+# Peak memory: the kernel's high-water marks, never a sampled RSS (which misses a short spike).
+# - VmHWM (/proc/<pid>/status) of every process of the tree, read every sample_interval_s and
+#   summed over the processes alive at that read; a process's spike before any later read counts.
+# - the command's own peak up to its exit: wait4's ru_maxrss. Linux folds into it the peak of the
+#   pre-exec copy of this process (a 10 MB command started from a 250 MB process reads 250 MB), so
+#   it is used only when above this process's RSS at the spawn (+ CARRY_MARGIN_MB), which bounds
+#   that copy; then a command that exits between two reads still has its true peak.
+# None (never a measured-looking 0) when neither source gave a figure; peak_mem_method says which.
+CARRY_MARGIN_MB = 2.0  # the child's own allocations between fork and exec (PR_SET_PDEATHSIG via ctypes)
+PEAK_MEM_SAMPLED = "kernel peak RSS (VmHWM) of the tree's processes, summed over those alive at each read every sample_interval_s"
+PEAK_MEM_METHODS = {
+    "both": PEAK_MEM_SAMPLED + "; the command's own to its exit from wait4 (ru_maxrss)",
+    "exit": "the command's kernel peak RSS to its exit, from wait4 (ru_maxrss); it ended before the first read",
+    "sampled": PEAK_MEM_SAMPLED + " (a lower bound: ru_maxrss was not above what the launcher's fork carries)",
+    "none": "not measured: the command ended before the first read and its ru_maxrss was not above what the launcher's fork carries",
+}
 
 
 class TreeSampler:
-    """Polls /proc for the summed RSS of a process tree on a thread; the peak is a lower bound
-    on the true peak (a spike between two samples is missed)."""
+    """Polls /proc for the high-water marks (VmHWM) of a process tree's processes on a thread; the
+    peak is the largest sum over the processes alive at one read."""
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
@@ -622,11 +635,11 @@ class TreeSampler:
 
     def sample(self, pid: int) -> None:
         pids = tree_pids(pid)
-        total = sum(rss_mb(p) for p in pids)
-        if total > 0:  # a tree of zombies only (exited, not reaped yet) is not a sample: 0 MB is not a peak
+        marks = [mark for mark in (status_mb(p, "VmHWM") for p in pids) if mark]
+        if marks:  # a zombie (exited, not reaped yet) has no VmHWM: a tree of zombies is no sample
             self.samples += 1
             self.max_processes = max(self.max_processes, len(pids))
-            self.peak_mb = max(self.peak_mb, total)
+            self.peak_mb = max(self.peak_mb, sum(marks))
 
     def stop(self) -> None:
         self._stop.set()
@@ -634,16 +647,30 @@ class TreeSampler:
             self._thread.join()
 
 
-_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
+def peak_memory(sampler: TreeSampler, done: Completed) -> tuple[float | None, str]:
+    """The command's peak memory (MB, None when not measured) and the peak_mem_method saying how."""
+    sampled = sampler.peak_mb if sampler.samples else None
+    at_exit = done.maxrss_mb if done.maxrss_mb > done.launcher_rss_mb + CARRY_MARGIN_MB else None
+    if sampled is not None and at_exit is not None:
+        return max(sampled, at_exit), PEAK_MEM_METHODS["both"]
+    if at_exit is not None:
+        return at_exit, PEAK_MEM_METHODS["exit"]
+    if sampled is not None:
+        return sampled, PEAK_MEM_METHODS["sampled"]
+    return None, PEAK_MEM_METHODS["none"]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set of one process (0 once it is gone or a zombie)."""
+def status_mb(pid: int, field: str) -> float | None:
+    """One memory field (VmHWM, VmRSS) of /proc/<pid>/status in MB; None once the process is gone
+    or a zombie (its memory is released at exit, so a zombie has no such line)."""
     try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE_MB
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return None
+    return None
 
 
 def tree_pids(root: int) -> list[int]:
@@ -677,6 +704,7 @@ def run_measure(
     the command's own metrics, if any (a name clashing with a measured key gets `command.` in front).
     """
     from ..energy import UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
+    from ..generation import command_token_metrics
     from ..measure import settle, throttled, window_flags
 
     is_cuda = device.startswith("cuda")
@@ -712,6 +740,7 @@ def run_measure(
             gpu.close()
 
     window_s = done.wall_s
+    peak_mem_mb, peak_mem_method = peak_memory(sampler, done)
     energy_j = energy.energy_j
     energy_net = None
     if energy_j is not None and baseline_power_w is not None:
@@ -738,8 +767,8 @@ def run_measure(
         "window_includes_startup": True,
         "window_note": WINDOW_NOTE,
         "cpu_time_s": done.cpu_s,
-        "peak_mem_mb": sampler.peak_mb if sampler.samples else None,
-        "peak_mem_method": PEAK_MEM_METHOD,
+        "peak_mem_mb": peak_mem_mb,
+        "peak_mem_method": peak_mem_method,
         "max_processes": sampler.max_processes or None,
         "energy_j": energy_j,
         "energy_j_net": energy_net,
@@ -759,6 +788,8 @@ def run_measure(
         "temp_start_c": temp_start,
         "temp_end_c": temp_end,
     }
+    # a command that reports its output tokens (`output_tokens: N`) gets tokens/s and J/token
+    measured.update(command_token_metrics(own, window_s, energy_j, energy_net))
     for k, v in own.items():
         if k in measured:
             log(f"snakesweep: the command's metric {k!r} is kept as 'command.{k}' ({k} is what the window measured)")

@@ -33,12 +33,12 @@ envvars:
     "PYTHONPATH",
 
 
-from snakesweep.collect import collect
 from snakesweep.config import ConfigError, validate_config
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
-from snakesweep.report import write_reports_after_failure
+from snakesweep.report import collect, write_reports_after_failure
+from snakesweep.results import read_json
 from snakesweep.summary import end_of_run_summary
 from snakesweep.workloads import (
     builtin_metrics,
@@ -62,8 +62,8 @@ def _load_sweep(source):
         trials = expand_sweep(cfg.sweep, source)
         workload = resolve_workload(cfg.sweep.workload, source)
         checked = trials
-        # issue 10: halving/optuna choose trials in rounds (rules/search.smk); stand-ins are
-        # checked instead: the space's corners at both ends of the budget ladder
+        # halving/optuna choose trials in rounds (rules/search.smk); stand-ins are checked
+        # instead: the space's corners at both ends of the budget ladder
         if not trials:
             from snakesweep.search import probe_trials
 
@@ -125,7 +125,7 @@ CFG, TRIAL_LIST, WORKLOAD = _load_sweep(_config_source())
 STEPS = list(CFG.sweep.steps)  # the steps this sweep runs, in order
 FINAL_STEP = STEPS[-1]
 TRIALS = [t.id for t in TRIAL_LIST]
-# issue 10: halving/optuna know their trials round by round (rules/search.smk), TRIALS is empty
+# halving/optuna know their trials round by round (rules/search.smk), TRIALS is empty
 SEARCH_IN_ROUNDS = CFG.sweep.search.method in ("halving", "optuna")
 SWEEP_HASH = config_hash(CFG)
 DATA_MARKER = f"{RESULTS}/data/{WORKLOAD.key}/ready.json"
@@ -137,11 +137,11 @@ TRIAL_GPU = {
 
 
 def _gpu_per_trial(wildcards):
-    # issue 10: a trial chosen in a search round is not in TRIAL_LIST: the sweep's device
+    # a trial chosen in a search round is not in TRIAL_LIST: the sweep's device
     return TRIAL_GPU.get(wildcards.trial, int(CFG.device == "cuda"))
 
 
-# issue 11: a constant where every trial asks the same (no function call per job)
+# a constant where every trial asks the same (no function call per job)
 _GPUS = set(TRIAL_GPU.values()) | {int(CFG.device == "cuda")}
 get_gpu = _GPUS.pop() if len(_GPUS) == 1 else _gpu_per_trial
 
@@ -162,8 +162,7 @@ def warn_if_replanning():
     """A dry-run cannot look past the re-plan checkpoint: say so instead of showing one job."""
     plan = Path(RESULTS, "plan", "trials.json")
     if workflow.is_main_process and plan.exists():
-        with open(plan) as fh:
-            old = json.load(fh).get("sweep_hash")
+        old = read_json(plan).get("sweep_hash")
         if old != SWEEP_HASH:
             logger.info(
                 f"snakesweep: the sweep changed since {plan} was written ({old} -> {SWEEP_HASH}): "
@@ -214,7 +213,7 @@ PLAN_JSON = f"{RESULTS}/plan/trials.json"
 
 
 def get_step_inputs(step):
-    """A trial step's inputs, fixed at parse time (issue 11: an input function would be called,
+    """A trial step's inputs, fixed at parse time (an input function would be called,
     and its signature inspected, for every job): the results of the selected steps before it;
     the first step also the plan (ancient: re-planning never re-runs a finished trial) and the
     prepared data, which the later steps reach through it; and the files the step runs.
@@ -241,7 +240,7 @@ def get_step_inputs(step):
 def text_param(text):
     """A param whose text may hold braces: Snakemake reads braces in a string param as wildcards
     (and has no escape), so such text is returned by a function; "" stays a plain constant,
-    which costs Snakemake nothing per job (issue 11)."""
+    which costs Snakemake nothing per job."""
     if not text:
         return ""
 
@@ -279,7 +278,7 @@ def get_measure_settings_hash():
 TRIAL_INDEX = {t: i for i, t in enumerate(TRIALS)}
 
 
-# issue 11: on a cluster, N consecutive trials share one Slurm job: their train+eval in bundle
+# On a cluster, N consecutive trials share one Slurm job: their train+eval in bundle
 # `trial-k`, their measurements in `measure-k`, N from the profile's `group-components: {trial: N,
 # measure: N}` (profiles/slurm). Bundle k's measurements wait for bundle k only, so a failed trial
 # holds back its own bundle, not others. Without group-components (a local run, `snakemake -n`):
@@ -293,7 +292,7 @@ def get_group(name):
         if not size:
             return None
         index = TRIAL_INDEX.get(wildcards.trial)
-        # issue 10: a trial chosen in a search round is bundled alone
+        # a trial chosen in a search round is bundled alone
         chunk = wildcards.trial if index is None else index // int(size)
         # the trials of a chunk are not connected: Snakemake joins them into one job through
         # group-components, which it looks up under the parent id (as for `group: "x-{trial}"`)
@@ -343,7 +342,7 @@ def get_all_results(wildcards):
     eval only through an ancient edge). An input function on purpose: for a plain N-file
     list, Snakemake looks the whole list up once per file (O(N^2): +14 s on `snakemake -n`
     at 10k trials, benchmarks/README.md)."""
-    # issue 10: the trials of the rounds chosen so far (rules/search.smk)
+    # the trials of the rounds chosen so far (rules/search.smk)
     if SEARCH_IN_ROUNDS:
         return get_search_results(wildcards)
     return [result_path(t, s) for t in TRIALS for s in STEPS]
@@ -353,7 +352,7 @@ def get_final_targets():
     """The reports, and every trial's last result: after a failed run, the partial summary
     written by `onerror` exists, so the missing trials must be targets in their own right.
     """
-    # issue 10: known only as rounds are chosen, so the input function itself
+    # known only as rounds are chosen, so the input function itself
     if SEARCH_IN_ROUNDS:
         return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", get_all_results]
     return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *get_all_results(None)]
@@ -389,9 +388,9 @@ def write_partial_reports():
         logger.error(line)
 
 
-# Resume from what is on disk (snakesweep/state.py): a corrupt result JSON is set aside so this
-# run redoes it, and a complete, valid result under a killed run's incomplete marker is kept.
+# Resume from what is on disk (snakesweep/reconcile.py): a corrupt result JSON is set aside so
+# this run redoes it, and a complete, valid result under a killed run's incomplete marker is kept.
 if workflow.is_main_process:
-    from snakesweep.state import reconcile
+    from snakesweep.reconcile import reconcile
 
     reconcile(".", sweep_hash=SWEEP_HASH, results=RESULTS)

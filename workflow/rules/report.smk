@@ -1,21 +1,22 @@
 # Reports over the collected results: best.json, pareto.csv, importance.csv and the plots,
 # all flagged for `snakemake --report report.html` with a caption each (workflow/report/).
-# The report settings reach the shell only as validated metric names and max/min.
+# The report settings reach the shell only as validated metric names and max/min; the argv
+# comes from snakesweep.report.report_command_args, which the onerror handler runs too.
 from functools import partial
 
 from snakesweep.plan import build_plan
 from snakesweep.preview import show_preview
-from snakesweep.report import workflow_report_settings
+from snakesweep.report import report_shell_args, workflow_report_settings
 from snakesweep.report import report_targets, search_plot_output
 
 # the objective was checked against a built-in's metrics in common.smk (check_objectives)
 REPORT = workflow_report_settings(CFG.model_dump(mode="json"))
+REPORT_ARGS = report_shell_args(REPORT, RESULTS, CFG.sweep.search.method)
 
-# issue 10: a search's own figure (the halving ladder, or the objective against trial order
-# with the best so far: snakesweep/plots.py), an output of report_plots only for a search, so
-# a grid sweep gets no placeholder it has no use for ({} and no flag for a grid)
+# a search's own figure (the halving ladder, or the objective against trial order with the
+# best so far: snakesweep/report/plots.py), an output of report_plots only for a search, so
+# a grid sweep gets no placeholder it has no use for ({} for a grid)
 SEARCH_PLOT = search_plot_output(CFG.sweep.search.method, RESULTS)
-SEARCH_PLOT_FLAG = f"--out-search {SEARCH_PLOT['search']}" if SEARCH_PLOT else ""
 SEARCH_PLOT_OUTPUT = {
     name: report(
         path,
@@ -81,19 +82,14 @@ rule report_tables:
         "../../environment.yml"
     params:
         script=get_script("report_tables"),
-        objective=REPORT["objective"],
-        direction=REPORT["direction"],
-        extra=REPORT["extra"],
+        args=REPORT_ARGS["tables"],
     shell:
-        "python {params.script} --summary {input.summary} --configs {input.configs}"
-        " --plan {input.plan} --objective {params.objective:q} --direction {params.direction:q}"
-        " --extra={params.extra:q} --best {output.best} --pareto {output.pareto}"
-        " --importance {output.importance} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"
 
 
-# issue 10: `**SEARCH_PLOT_OUTPUT` is the search's figure, only for a search (see above).
-# The plots recompute the tables from the summary (snakesweep/report.py: compute_reports), so
-# they do not wait for report_tables: the two run side by side (issue 11: ~1 s less per run).
+# `**SEARCH_PLOT_OUTPUT` is the search's figure, only for a search (see above). The plots
+# recompute the tables from the summary (snakesweep.report.compute_reports), so they do not
+# wait for report_tables: the two run side by side (~1 s less per run).
 rule report_plots:
     input:
         summary=f"{RESULTS}/summary.csv",
@@ -140,16 +136,6 @@ rule report_plots:
         "../../environment.yml"
     params:
         script=get_script("report_plots"),
-        trials_dir=f"{RESULTS}/trials",
-        objective=REPORT["objective"],
-        direction=REPORT["direction"],
-        extra=REPORT["extra"],
-        search_plot=SEARCH_PLOT_FLAG,  # issue 10: "" for a grid
+        args=REPORT_ARGS["plots"],
     shell:
-        "python {params.script} --summary {input.summary} --configs {input.configs}"
-        " --plan {input.plan}"
-        " --trials-dir {params.trials_dir:q} --objective {params.objective:q}"
-        " --direction {params.direction:q} --extra={params.extra:q}"
-        " --out-objective {output.objective} --out-heatmap {output.heatmap}"
-        " --out-pareto {output.pareto} --out-curves {output.curves} {params.search_plot}"
-        " --html {output.answer} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Search beyond the grid (issue 10; included for every search.method but grid). Every run, the
+# Search beyond the grid (included for every search.method but grid). Every run, the
 # dry-run included, starts by saying what the search is (snakesweep/search.py: describe).
 #
 # Search in rounds (search.method halving or optuna):
@@ -15,9 +15,9 @@
 # round file whose inputs did not change is not re-chosen. A trial that failed for good (an error
 # record whose reason failures.retry_on does not retry) is neither an input of the next round nor
 # retried: the search goes on without it (config/README.md, `search`).
+from snakesweep.rounds import read_round, round_trial_ids
 from snakesweep.search import describe as describe_search
-from snakesweep.search import final_failures, n_rounds, read_round, round_trial_ids
-from snakesweep.search import search_key
+from snakesweep.search import final_failures, n_rounds, search_key
 
 SEARCH_ROUNDS = n_rounds(CFG.sweep)
 SEARCH_KEY = search_key(CFG)

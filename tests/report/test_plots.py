@@ -1,6 +1,6 @@
 """The figures and answer.html over typed parameters (null, bool, strings with commas and quotes),
 steps-selectable sweeps, and plots that cannot be drawn: real files in tmp_path, real
-matplotlib in a child process, no mocks."""
+matplotlib in a child process, no mocks. Also the figures on the tables' fixture sweep."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from report_fixture import is_drawn_png, make_sweep, write_summary
 
 from snakesweep import report
+from snakesweep.grid import config_id
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLOTS = {"objective": "objective_vs_params", "heatmap": "heatmap", "pareto": "pareto", "curves": "training_curves"}
 
 
@@ -39,7 +41,7 @@ def typed_sweep(root: Path, grid: dict, steps: list[str], metrics) -> dict:
     df = pd.DataFrame(rows)
     for n in names:
         df[n] = pd.Series([r[n] for r in rows], dtype=object)
-    df["config_id"] = [report.config_id(r["params"]) for r in trials]
+    df["config_id"] = [config_id(r["params"]) for r in trials]
     text = df.copy()
     for n in names:
         text[n] = text[n].map(report.param_cell)
@@ -61,7 +63,7 @@ def run_reports(root: Path, objective: str, direction: str = "max", extra: str =
     assert tables.returncode == 0, tables.stderr
     outs = outs or {k: f"{r}/plots/{v}.png" for k, v in PLOTS.items()}
     args = [x for k, v in outs.items() for x in (f"--out-{k}", v)]
-    return subprocess.run([sys.executable, "-m", "snakesweep.plots", *common, "--trials-dir", f"{r}/trials",
+    return subprocess.run([sys.executable, "-m", "snakesweep.report.plots", *common, "--trials-dir", f"{r}/trials",
                            "--html", f"{r}/report/answer.html", *args],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
@@ -96,7 +98,7 @@ def test_null_bool_and_odd_strings_draw_and_answer_embeds_every_plot(tmp_path):
 
 
 def test_heatmap_levels_sort_numbers_first_then_json_text():
-    from snakesweep.plots import heatmap_grid
+    from snakesweep.report.plots import heatmap_grid
 
     configs = [{"d": d, "o": o, "acc_mean": 0.1 * i} for i, (d, o) in
                enumerate(itertools.product([None, 10, 3], ["sgd", True]))]
@@ -153,3 +155,57 @@ def test_a_plot_that_cannot_be_written_is_reported_and_the_others_are_drawn(tmp_
     page = (res / "report/answer.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # the three that exist
     assert "No trade-off to show" in page  # no extra objective: no hidden default cost
+
+
+# ---------------------------------------------------------------------------- figures on the fixture sweep
+
+
+def _run_plots(root: Path, extra: str = "") -> subprocess.CompletedProcess:
+    r = root / "results"
+    report.main(["--summary", str(r / "summary.csv"), "--configs", str(r / "configs.csv"), "--plan", str(r / "plan/trials.json"),
+                 "--objective", "eval_accuracy", "--direction", "max", f"--extra={extra}", "--best", str(r / "best.json"),
+                 "--pareto", str(r / "pareto.csv"), "--importance", str(r / "importance.csv")])
+    cmd = [sys.executable, "-m", "snakesweep.report.plots", "--summary", "results/summary.csv", "--configs", "results/configs.csv",
+           "--plan", "results/plan/trials.json",
+           "--trials-dir", "results/trials", "--objective", "eval_accuracy", "--direction", "max", f"--extra={extra}",
+           *(x for name in ("objective", "heatmap", "pareto", "curves") for x in (f"--out-{name}", f"results/plots/{name}.png"))]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MPLBACKEND": "", "HOME": str(root)}
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_plots_with_a_failed_trial_and_a_nan_metric(tmp_path):
+    plan = make_sweep(tmp_path, grid={"lr": [0.0001, 0.001, 0.01, 0.1], "hidden": [16, 64]})
+    # a NaN loss in one trial's history, and an empty metric in the summary
+    f = tmp_path / "results/trials" / plan["trials"][0]["trial"] / "train.json"
+    rec = json.loads(f.read_text())
+    rec["metrics"]["history"][1]["loss"] = float("nan")
+    f.write_text(json.dumps(rec))
+    write_summary(tmp_path, plan)
+    p = _run_plots(tmp_path, "latency_ms_p95:min")
+    assert p.returncode == 0, p.stderr
+    for name in ("objective", "heatmap", "pareto", "curves"):
+        assert is_drawn_png(tmp_path / f"results/plots/{name}.png"), name
+
+
+def test_plots_with_a_single_swept_parameter(tmp_path):
+    plan = make_sweep(tmp_path, grid={"lr": [0.001, 0.01, 0.1], "hidden": [32]}, fail={})
+    write_summary(tmp_path, plan)
+    p = _run_plots(tmp_path)
+    assert p.returncode == 0, p.stderr
+    for name in ("objective", "heatmap", "pareto", "curves"):
+        assert is_drawn_png(tmp_path / f"results/plots/{name}.png"), name
+
+
+def test_importing_plots_does_not_import_matplotlib():
+    code = "import sys, snakesweep.report.plots, snakesweep.report; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_log_axis_rule():
+    from snakesweep.report.plots import use_log_axis
+
+    assert use_log_axis(["0.001", "0.01", "0.1"])
+    assert not use_log_axis(["1", "50"])
+    assert not use_log_axis(["0", "10", "1000"])
+    assert not use_log_axis(["adam", "sgd"])

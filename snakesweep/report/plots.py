@@ -1,75 +1,29 @@
 """The report's figures, drawn headless with matplotlib's Agg backend.
 
-* objective vs each swept parameter: one panel per parameter. Grey dots are every
-  configuration's mean; the coloured line is the slice through the best configuration (the
-  other swept parameters held at the best configuration's values), with 95% t confidence
-  intervals over seeds as error bars. Log x axis for numeric parameters spanning >= 2 decades.
-* heatmap of the objective's mean over the two most important parameters (importance.csv
-  order), averaging the configuration means over any other parameter; one row when only one
-  parameter is swept.
-* Pareto scatter: the objective against the first extra objective, the non-dominated
-  configurations highlighted. With no ``report.extra_objectives`` there is no trade-off, and the
-  figure says so (there is no hidden default cost).
-* training curves: loss per epoch from each trial's train.json history; small multiples per
-  configuration (seeds as lines) for up to 24 configurations, else one panel coloured by the
-  configuration's objective mean.
-* a search's own figure (issue 10; only with ``--out-search``, which the workflow passes for a
-  search, never for a grid):
-  - halving (``halving_ladder.png``): each configuration's score (mean over seeds) against the
-    budget, one line per configuration from round 0 until the round it was stopped (an x) or
-    failed (a red x at the bottom); the winner at the top budget is a star. From the round files.
-  - random/sobol/optuna (``search_progress.png``): the objective of every trial against trial
-    order (round, then position: the order the search chose them), coloured by round, with the
-    best so far as a step line (running max or min by ``report.objective.direction``).
-
-Parameters keep their JSON types (from the plan): a numeric axis only when every level is a
-number; otherwise categorical, ordered numbers first then by JSON text, labelled ``null``,
-``true``, ... Every figure is written even when there is nothing to draw or drawing fails (it
-then says why, and the reason is recorded for the run's final lines), so the workflow's
-outputs always exist, none stale. matplotlib is imported only inside this process. Files are
-written atomically with the umask's mode.
-
-    python -m snakesweep.plots --summary S --configs C --plan P --importance I --pareto PA \
-        --trials-dir results/trials --objective eval_accuracy --direction max --extra "" \
-        --out-objective results/plots/objective_vs_params.png --out-heatmap ... \
-        --out-pareto ... --out-curves ... [--out-search ...] [--html results/report/answer.html]
-"""
+The objective against each swept parameter, a heatmap over the two most important parameters,
+the Pareto front, training curves, and a search's own figure (the halving ladder, or the
+objective by trial order with the best so far). Every figure is written even when there is
+nothing to draw or drawing fails: it then says why, and the reason is recorded. matplotlib is
+imported only inside the functions."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from snakesweep.report import (
-    Problems,
-    Reports,
-    check_objective,
-    compute_reports,
-    config_params,
-    guarded,
-    halving_ladder,
-    level_key,
-    load_plan,
-    load_rounds,
-    search_plot_name,
-    search_progress,
-    param_cell,
-    parse_objectives,
-    problems_path,
-    read_summary,
-    render_answer_html,
-    results_dir_of,
-    sorted_levels,
-    swept_params,
-    to_float,
-    is_number,
-    atomic_write_text,
-)
-from snakesweep.results import atomic_write_bytes
+from snakesweep.results import atomic_write_bytes, atomic_write_text, read_json_or_none
+from snakesweep.table import param_cell
+
+from .cli import add_inputs, add_objectives, fail_all, load_reports
+from .html import render_answer_html
+from .problems import Problems, error_reason, guarded, problems_path, results_dir_of
+from .search_views import halving_ladder, search_plot_name, search_progress
+from .tables import Reports, swept_params
+from .values import check_objective, config_params, is_number, level_key, parse_objectives, sorted_levels, to_float
 
 MAX_PANELS = 24
 DPI = 110
@@ -224,7 +178,7 @@ def plot_objective_vs_params(plt, rep: Reports, path) -> None:
 
 def heatmap_grid(configs: list[dict], p1: str, p2: str | None, metric: str):
     """Rows = levels of p1, columns = levels of p2 (one column when p2 is None), in
-    :func:`report.sorted_levels` order; cell = mean of the configuration means (None when empty)."""
+    :func:`sorted_levels` order; cell = mean of the configuration means (None when empty)."""
     col = f"{metric}_mean"
     rows_l = sorted_levels(c.get(p1) for c in configs)
     cols_l = sorted_levels(c.get(p2) for c in configs) if p2 else [None]
@@ -343,12 +297,8 @@ def plot_pareto(plt, rep: Reports, path) -> None:
 
 def load_history(trials_dir: str | Path, trial: str) -> list[tuple[float, float]] | None:
     """(epoch, loss) pairs from a trial's train.json; None when missing, unreadable or not ok."""
-    path = Path(trials_dir) / trial / "train.json"
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if rec.get("status", "ok") != "ok":
+    rec = read_json_or_none(Path(trials_dir) / trial / "train.json")
+    if rec is None or rec.get("status", "ok") != "ok":
         return None
     hist = (rec.get("metrics") or {}).get("history") or []
     out = []
@@ -398,7 +348,7 @@ def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path)
             ax.axis("off")
         for idx, (ax, members) in enumerate(zip(axes.flat, groups.values())):
             for p, hist in members:
-                ax.plot([e for e, _ in hist], [l for _, l in hist], marker=".", lw=1.2,
+                ax.plot([e for e, _ in hist], [loss for _, loss in hist], marker=".", lw=1.2,
                         label=f"seed {p.get('seed', '?')}")
             ax.set_title(_short(members[0][0], swept) or "all trials", fontsize=8)
             if logy:
@@ -427,7 +377,7 @@ def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path)
             v = by_key.get(key)
             color = cmap(norm(v)) if v is not None else "0.6"
             for _, hist in members:
-                ax.plot([e for e, _ in hist], [l for _, l in hist], lw=0.8, alpha=0.6, color=color)
+                ax.plot([e for e, _ in hist], [loss for _, loss in hist], lw=0.8, alpha=0.6, color=color)
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"config mean {_label(metric, direction)}")
         from matplotlib.ticker import MaxNLocator
 
@@ -440,7 +390,7 @@ def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path)
     _save(fig, path)
 
 
-# ---------------------------------------------------------------------------- a search (issue 10)
+# ---------------------------------------------------------------------------- a search
 
 
 def plot_halving_ladder(plt, rep: Reports, path) -> None:
@@ -541,7 +491,7 @@ def plot_search_progress(plt, rep: Reports, path) -> None:
 
 
 def plot_search(plt, rep: Reports, path) -> None:
-    """The search method's figure (:func:`snakesweep.report.search_plot_name`)."""
+    """The search method's figure (:func:`search_plot_name`)."""
     method = (rep.search or {}).get("method")
     name = search_plot_name(method)
     if name is None:
@@ -552,7 +502,7 @@ def plot_search(plt, rep: Reports, path) -> None:
         plot_search_progress(plt, rep, path)
 
 
-# ---------------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------------- drawing one figure
 
 
 def draw(plt, problems: Problems, path: str | Path, title: str, draw_fn) -> None:
@@ -561,24 +511,21 @@ def draw(plt, problems: Problems, path: str | Path, title: str, draw_fn) -> None
     try:
         draw_fn()
     except Exception as err:  # noqa: BLE001 - a plot must never fail the sweep
-        from snakesweep.report import _reason
+        why = error_reason(err)
+        problems.add(path, why)
+        guarded(problems, path, lambda: save_message(plt, path, title, f"could not be drawn: {why}"))
 
-        problems.add(path, _reason(err))
-        guarded(problems, path, lambda: save_message(plt, path, title, f"could not be drawn: {_reason(err)}"))
+
+# ---------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
+def plots_main(argv: list[str] | None = None) -> int:
     """Draw the four figures, a search's own with --out-search, and answer.html with them embedded
-    (given --html); exit 0 whenever the arguments are valid (see :func:`draw`); problems go to
-    results/report/problems.report_plots.json."""
-    ap = argparse.ArgumentParser(prog="python -m snakesweep.plots", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--summary", required=True)
-    ap.add_argument("--configs", help="accepted for the rule's dependency; recomputed from the summary")
-    ap.add_argument("--plan")
+    (given --html); problems go to results/report/problems.report_plots.json."""
+    ap = argparse.ArgumentParser(prog="python -m snakesweep.report.plots", description=__doc__.split("\n\n")[0])
+    add_inputs(ap, "accepted for the rule's dependency; recomputed from the summary")
     ap.add_argument("--trials-dir", default="results/trials")
-    ap.add_argument("--objective", required=True)
-    ap.add_argument("--direction", required=True, choices=["max", "min"])
-    ap.add_argument("--extra", default="")
+    add_objectives(ap)
     ap.add_argument("--out-objective", required=True)
     ap.add_argument("--out-heatmap", required=True)
     ap.add_argument("--out-pareto", required=True)
@@ -596,30 +543,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_search:
         outs["search"] = args.out_search
     problems = Problems("report_plots", Path(args.problems or problems_path(results_dir_of(args.out_objective), "report_plots")))
-    plt = None
     try:
-        plan = load_plan(args.plan)
-        rep = compute_reports(read_summary(args.summary, plan), plan, objective, extra, load_rounds(args.plan, plan))
+        plan, rep = load_reports(args, objective, extra)
         if args.out_search:  # named after what it is, for answer.html's caption
             outs[search_plot_name((rep.search or {}).get("method")) or "search"] = outs.pop("search")
         plt = _plt()
-    except Exception as err:  # noqa: BLE001
-        from snakesweep.report import _reason, placeholder
-
-        for out in [*outs.values(), *([args.html] if args.html else [])]:
-            problems.add(out, _reason(err))
-            if plt is not None and out.endswith(".png"):
-                guarded(problems, out, lambda out=out: save_message(plt, out, "report", f"could not be made: {_reason(err)}"))
-            else:
-                placeholder(out, _reason(err))
-        problems.write()
-        return 0
+    except Exception as err:  # noqa: BLE001 - a report must never fail the sweep
+        return fail_all(problems, [*outs.values(), *([args.html] if args.html else [])], err)
     draw(plt, problems, outs["objective_vs_params"], f"{objective[0]} vs parameters",
-         lambda: plot_objective_vs_params(plt, rep, outs["objective_vs_params"]))
+              lambda: plot_objective_vs_params(plt, rep, outs["objective_vs_params"]))
     draw(plt, problems, outs["heatmap"], "heatmap", lambda: plot_heatmap(plt, rep, outs["heatmap"]))
     draw(plt, problems, outs["pareto"], "Pareto front", lambda: plot_pareto(plt, rep, outs["pareto"]))
     draw(plt, problems, outs["training_curves"], "training curves",
-         lambda: plot_training_curves(plt, rep, plan, args.trials_dir, outs["training_curves"]))
+              lambda: plot_training_curves(plt, rep, plan, args.trials_dir, outs["training_curves"]))
     if args.out_search:
         draw(plt, problems, args.out_search, "search", lambda: plot_search(plt, rep, args.out_search))
     if args.html:
@@ -630,4 +566,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(plots_main())

@@ -1,4 +1,4 @@
-"""What the rest of the system shows of a search (issue 10): the rounds' trials in the sweep
+"""What the rest of the system shows of a search: the rounds' trials in the sweep
 state, status, the preview and collect (summary.csv's `round` / `budget`), best.json at halving's
 top budget, the halving ladder and the best-so-far figure, the end-of-run wording. Unit tests on
 hand-built sweep directories, then real Snakemake runs on the toy workload (halving, optuna, and
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Workdir, copy_workflow
+from conftest import Workdir
 from snakesweep import collect as collect_mod
 from snakesweep import report
-from snakesweep.plan import ROUND_KIND, load_plan, round_digest
+from snakesweep.plan import load_plan
 from snakesweep.preview import format_preview, search_rounds
+from snakesweep.rounds import ROUND_KIND, round_digest
 from snakesweep.state import read_state
 from snakesweep.status import format_text, sweep_status
 from snakesweep.summary import end_of_run_summary, trial_lines
@@ -109,7 +110,7 @@ def test_the_state_status_and_collect_see_the_round_trials(tmp_path):
     text = format_text(status)
     assert "6 trials planned" in text and "search: halving, 3 of 3 rounds chosen" in text
 
-    rows = collect_mod.collect(tmp_path / "results/plan/trials.json", tmp_path / "results", tmp_path / "logs",
+    rows = report.collect(tmp_path / "results/plan/trials.json", tmp_path / "results", tmp_path / "logs",
                                tmp_path / "results/summary.csv", tmp_path / "results/configs.csv")
     header = (tmp_path / "results/summary.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["trial", "status", "round", "budget", "x", "epochs"]
@@ -131,7 +132,7 @@ def test_a_round_file_of_another_search_is_not_read(tmp_path):
 
 def _reports(tmp_path, acc=ACC, failed=(3.0,), rounds=3):
     plan = write_halving(tmp_path, acc=acc, failed=failed, rounds=rounds)
-    rows = collect_mod.collect(tmp_path / "results/plan/trials.json", tmp_path / "results", tmp_path / "logs",
+    rows = report.collect(tmp_path / "results/plan/trials.json", tmp_path / "results", tmp_path / "logs",
                                tmp_path / "results/summary.csv", tmp_path / "results/configs.csv")
     docs = report.load_rounds(tmp_path / "results/plan/trials.json", plan)
     return report.compute_reports(rows, plan, OBJ, [], docs)

@@ -1,0 +1,253 @@
+"""Snakemake's bookkeeping in .snakemake/, read (and, for the parse-time repairs, edited) here only.
+
+Incomplete markers (file backend: .snakemake/incomplete/<urlsafe-base64 of the output path>,
+mtime = job start; db backend: the ``incomplete`` column of metadata.db), the locks of a running
+instance, live Snakemake processes working in a directory (/proc), and its run logs. Standard
+library only; reading never writes (the db is opened immutable).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from .procs import parent_pid
+
+_LOG_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{6}(?:\.\d+)?)\.snakemake\.log$")
+_JOB_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) \w+:$", re.M)
+
+
+# ---------------------------------------------------------------------------- small readers
+# one scandir per directory (state.py and reconcile.py read the sweep's directories with them too)
+
+
+def listdir(path: str | Path) -> dict[str, os.DirEntry]:
+    """Name -> entry of one directory; empty when it does not exist (one scandir)."""
+    try:
+        with os.scandir(path) as it:
+            return {e.name: e for e in it}
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return {}
+
+
+def entry_mtime(entry: os.DirEntry | None) -> float | None:
+    if entry is None:
+        return None
+    try:
+        return entry.stat().st_mtime
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------- .snakemake/
+
+
+def decode_marker(rel_parts: Iterable[str]) -> str | None:
+    """Snakemake's file-backend record name -> the output path it marks.
+
+    The path is urlsafe-base64 encoded and split into chunks of at most NAME_MAX - 1 characters;
+    every chunk but the last is a directory whose name starts with '@'.
+    """
+    parts = list(rel_parts)
+    enc = "".join(p[1:] if p.startswith("@") else p for p in parts)
+    try:
+        return base64.urlsafe_b64decode(enc.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def marker_files(snakemake_dir: Path) -> dict[str, tuple[str, float]]:
+    """{output path: (marker file, its mtime = the job's start)} of the file backend."""
+    out: dict[str, tuple[str, float]] = {}
+    inc = snakemake_dir / "incomplete"
+    for dirpath, _dirs, files in os.walk(inc):
+        rel = Path(dirpath).relative_to(inc).parts
+        for name in files:
+            if name == "migration_underway":
+                continue
+            path = decode_marker([*rel, name])
+            if path is None:
+                continue
+            marker = os.path.join(dirpath, name)
+            try:
+                out[os.path.normpath(path)] = (marker, os.stat(marker).st_mtime)
+            except OSError:
+                pass
+    return out
+
+
+def db_namespaces(snakemake_dir: Path) -> tuple[str, ...]:
+    """Snakemake's db backend keys rows by the absolute .snakemake path (not symlink-resolved)."""
+    return tuple(dict.fromkeys([str(snakemake_dir.absolute()), str(snakemake_dir.resolve())]))
+
+
+def _db_rows(snakemake_dir: Path, query: str) -> list[tuple]:
+    db = snakemake_dir / "metadata.db"
+    if not db.is_file():
+        return []
+    try:
+        # immutable=1: no locking and no journal; a plain read, never a write
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            ns = db_namespaces(snakemake_dir)
+            return con.execute(query.format(ns=",".join("?" * len(ns))), ns).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def incomplete_markers(snakemake_dir: Path) -> tuple[bool, dict[str, float]]:
+    """(markers available, {output path: mtime of the marker = job start})."""
+    snakemake_dir = Path(snakemake_dir)
+    found = (snakemake_dir / "incomplete").is_dir() or (snakemake_dir / "metadata.db").is_file()
+    markers = {path: mtime for path, (_f, mtime) in marker_files(snakemake_dir).items()}
+    for target, start in _db_rows(
+        snakemake_dir,
+        "SELECT target, starttime FROM snakemake_metadata WHERE namespace IN ({ns}) AND incomplete = 1",
+    ):
+        markers[os.path.normpath(target)] = float(start or 0)
+    return found, markers
+
+
+def snakemake_locks(snakemake_dir: Path) -> list[float]:
+    """mtimes of the lock files a Snakemake instance holds (empty: no instance holds the dir)."""
+    snakemake_dir = Path(snakemake_dir)
+    out = [m for name, e in listdir(snakemake_dir / "locks").items() if name.endswith(".lock") and (m := entry_mtime(e))]
+    if _db_rows(snakemake_dir, "SELECT 1 FROM snakemake_locks WHERE namespace IN ({ns}) LIMIT 1"):
+        out.append((snakemake_dir / "metadata.db").stat().st_mtime)
+    return out
+
+
+def _is_snakemake(argv: list[str]) -> bool:
+    head = argv[:4]
+    if any(os.path.basename(a) == "snakemake" for a in head[:2]):
+        return True
+    return any(a == "-m" and b == "snakemake" for a, b in zip(head, head[1:]))
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors: the Snakemake that parses the workflow is not "another"."""
+    out, pid = {os.getpid()}, os.getppid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        parent = parent_pid(pid)
+        if parent is None:
+            break
+        pid = parent
+    return out
+
+
+def snakemake_processes(root: str | Path) -> list[int] | None:
+    """PIDs of Snakemake processes on this host whose working directory is `root` (this process
+    and its ancestors excluded). None when /proc cannot tell (not Linux)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    target = os.path.realpath(root)
+    mine = _ancestors()
+    pids = []
+    for entry in listdir(proc):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            argv = (proc / entry / "cmdline").read_bytes().split(b"\0")
+            if not _is_snakemake([a.decode(errors="replace") for a in argv if a]):
+                continue
+            if os.path.realpath(proc / entry / "cwd") == target:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def _log_start(name: str) -> float | None:
+    m = _LOG_NAME.match(name)
+    if not m:
+        return None
+    try:
+        fmt = "%Y-%m-%dT%H%M%S.%f" if "." in m.group(1) else "%Y-%m-%dT%H%M%S"
+        return datetime.strptime(m.group(1), fmt).timestamp()  # Snakemake names it in local time
+    except ValueError:
+        return None
+
+
+def _ran_jobs(path: str) -> bool:
+    """Whether a Snakemake run log is of a run that executed jobs: not a dry run, nor
+    `--report`, `--unlock`, `--lint`, ... (which write logs too)."""
+    try:
+        with open(path, errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return False
+    return bool(_JOB_LINE.search(text)) and "This was a dry-run" not in text
+
+
+def latest_run_log(snakemake_dir: Path, sweep_only: bool = True) -> tuple[float, float] | None:
+    """(start, last write) of the newest .snakemake/log/<start>.snakemake.log; with
+    `sweep_only`, of the newest one that ran jobs (so a later `snakemake --report` or dry run
+    does not pass for the sweep run)."""
+    logs = []
+    for name, entry in listdir(Path(snakemake_dir) / "log").items():
+        start = _log_start(name)
+        if start is not None:
+            logs.append((start, entry))
+    for start, entry in sorted(logs, key=lambda x: x[0], reverse=True):
+        if not sweep_only or _ran_jobs(entry.path):
+            return start, entry_mtime(entry) or start
+    return None
+
+
+# ---------------------------------------------------------------------------- edits (parse-time repairs)
+
+
+def remove_marker(marker_file: str, incomplete_dir: Path) -> None:
+    """Remove a marker file and its now empty chunk directories ('@...'), never more."""
+    os.remove(marker_file)
+    top = os.path.normpath(incomplete_dir)
+    parent = os.path.normpath(os.path.dirname(marker_file))
+    while parent != top and parent.startswith(top + os.sep):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)
+
+
+def clear_db_markers(snakemake_dir: Path, finished: Callable[[str], bool]) -> list[str]:
+    """Clear the db backend's ``incomplete`` flag of every marked target for which `finished`
+    holds, the way Snakemake's own _unmark_incomplete does (a stub row written only to mark the
+    job is deleted). Returns the targets cleared; nothing on a database error."""
+    db = snakemake_dir / "metadata.db"
+    if not db.is_file():
+        return []
+    done = []
+    try:
+        con = sqlite3.connect(str(db), timeout=5)
+        try:
+            ns = db_namespaces(snakemake_dir)
+            q = ",".join("?" * len(ns))
+            rows = con.execute(
+                f"SELECT namespace, target, record_format_version FROM snakemake_metadata "
+                f"WHERE namespace IN ({q}) AND incomplete = 1", ns).fetchall()
+            for namespace, target, version in rows:
+                if not finished(target):
+                    continue
+                if not version:  # a stub written only to mark the job: Snakemake deletes it
+                    con.execute("DELETE FROM snakemake_metadata WHERE namespace = ? AND target = ?",
+                                (namespace, target))
+                else:
+                    con.execute("UPDATE snakemake_metadata SET incomplete = 0 WHERE namespace = ? AND target = ?",
+                                (namespace, target))
+                done.append(os.path.normpath(target))
+            con.commit()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+    return done

@@ -1,0 +1,544 @@
+"""The report's tables, computed once from the typed summary (:func:`compute_reports`):
+
+* configs.csv (:func:`config_table`): one row per configuration (the seed removed), counts and
+  for every numeric metric mean, std and a usable 95% interval;
+* best.json (:func:`best_report`): best vs runner-up by the objective's mean, Welch's t-test;
+  for halving, ranked only at the largest budget reached (:func:`top_budget_scope`);
+* pareto.csv (:func:`pareto_table`) over ``report.objective`` plus ``report.extra_objectives``;
+* importance.csv (:func:`importance_table`): one-way ANOVA eta squared per swept parameter."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snakesweep.results import atomic_write_text
+from snakesweep.stats import MIN_N_FOR_CI, welch_t_test
+from snakesweep.table import csv_text, py_value
+
+from .frame import (
+    FAILED_STATUSES,
+    as_frame,
+    metric_columns,
+    metric_values,
+    metrics_with_values,
+    numeric_metrics,
+    object_column,
+    param_names_from,
+    summary_frame,
+)
+from .values import Objective, config_params, known_range, level_key, level_sort_key, to_float
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
+COUNT_COLUMNS = ("n_seeds", "n_ok", "n_failed", "n_pending")
+CI_NOTE = "ci_note"
+CONFIDENCE = 0.95
+ALPHA = 0.05
+
+
+# ---------------------------------------------------------------------------- configs.csv
+
+
+def config_table(
+    summary: Any,
+    param_names: Sequence[str],
+    confidence: float = CONFIDENCE,
+    plan: Mapping | None = None,
+) -> pd.DataFrame:
+    """Aggregate trials into one row per configuration (the seed removed), in first-trial order.
+
+    Columns: ``config_id``, the typed parameters, ``n_seeds`` (planned trials), ``n_ok``,
+    ``n_failed`` (failed or corrupt), ``n_pending`` (the rest); then for every *numeric* metric
+    ``<m>_mean``, ``<m>_std``, ``<m>_ci_low``, ``<m>_ci_high`` over the ok trials only (failed
+    trials are counted, never averaged); then ``ci_note``. A column empty in every row is left
+    out (a metric no ok trial has, std where every configuration has one seed, ...).
+
+    Intervals a reader can use: the two-sided t interval of the mean (seeds are few, so t, not
+    normal), but
+
+    * only from 3 ok values (``stats.MIN_N_FOR_CI``): with 2 the t quantile is 12.7 and an
+      accuracy interval spans e.g. [-0.97, 1.57]. Below that the interval is empty and
+      ``ci_note`` says "n too small";
+    * clipped to the metric's known range (:func:`known_range`: accuracy-like in [0, 1], costs
+      >= 0), and ``ci_note`` says which metric was clipped. Clipping removes only impossible
+      values, so the interval covers no less than the t interval did.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from snakesweep.stats import t_half_width
+
+    df = summary_frame(summary, param_names, plan)
+    keys = config_params(param_names)
+    first = df.drop_duplicates("config_id")
+    out = pd.DataFrame({"config_id": list(first["config_id"])})
+    for k in keys:
+        out[k] = object_column(first[k])
+    ids = out["config_id"]
+    status = df["status"]
+    by = df["config_id"]
+
+    def per_config(series: pd.Series) -> np.ndarray:
+        return series.groupby(by, sort=False).sum().reindex(ids).fillna(0).astype(int).to_numpy()
+
+    out["n_seeds"] = per_config(pd.Series(1, index=df.index))
+    out["n_ok"] = per_config(status == "ok")
+    out["n_failed"] = per_config(status.isin(FAILED_STATUSES))
+    out["n_pending"] = out["n_seeds"] - out["n_ok"] - out["n_failed"]
+
+    ok = df[status == "ok"]
+    small: dict[str, list[tuple[str, int]]] = {}
+    clipped: dict[str, list[tuple[str, tuple]]] = {}
+    for m in numeric_metrics(df, metric_columns(df, param_names)):
+        vals = metric_values(ok[m])
+        g = vals.groupby(ok["config_id"], sort=False)
+        n = g.count().reindex(ids).fillna(0).to_numpy()
+        mean = g.mean().reindex(ids).to_numpy(dtype=float)
+        std = g.std(ddof=1).reindex(ids).to_numpy(dtype=float)
+        half = t_half_width(np.nan_to_num(std), n, confidence)
+        usable = n >= MIN_N_FOR_CI
+        lo = np.where(usable, mean - half, np.nan)
+        hi = np.where(usable, mean + half, np.nan)
+        low, high = known_range(m, vals.dropna().tolist())
+        with np.errstate(invalid="ignore"):
+            cut = np.zeros(len(ids), dtype=bool)
+            if low is not None:
+                cut |= lo < low
+                lo = np.where(lo < low, low, lo)
+            if high is not None:
+                cut |= hi > high
+                hi = np.where(hi > high, high, hi)
+        out[f"{m}_mean"], out[f"{m}_std"] = mean, np.where(n >= 2, std, np.nan)
+        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
+        for cid, k, c in zip(ids, n, cut):
+            if 0 < k < MIN_N_FOR_CI:
+                small.setdefault(cid, []).append((m, int(k)))
+            if c:
+                clipped.setdefault(cid, []).append((m, (low, high)))
+    out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, [])) for cid in ids]
+    fixed = {"config_id", *keys, *COUNT_COLUMNS}
+    empty = [c for c in out.columns if c not in fixed and out[c].map(lambda v: py_value(v) in (None, "")).all()]
+    return out.drop(columns=empty)
+
+
+def _ci_note(small: list[tuple[str, int]], clipped: list[tuple[str, tuple]]) -> str:
+    parts = []
+    if small:
+        ns = {k for _, k in small}
+        if len(ns) == 1:
+            parts.append(f"n too small for an interval ({ns.pop()} ok value(s); need >= {MIN_N_FOR_CI})")
+        else:
+            listed = ", ".join(f"{m} (n={k})" for m, k in small)
+            parts.append(f"n too small for an interval: {listed}; need >= {MIN_N_FOR_CI}")
+    for m, (low, high) in clipped:
+        rng = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        parts.append(f"{m} interval clipped to its known range {rng}")
+    return "; ".join(parts)
+
+
+def config_rows(
+    summary_rows: list[dict],
+    param_names: list[str],
+    metrics: list[str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> list[dict]:
+    """Deprecated: :func:`config_table` as a list of dicts, for collect until it calls
+    :func:`write_configs`. ``metrics`` is ignored (numeric metrics are detected)."""
+    df = summary_frame(summary_rows, param_names, parse_text=True)
+    table = config_table(df, param_names, confidence)
+    return [{k: py_value(v) for k, v in r.items()} for r in table.to_dict("records")]
+
+
+def write_configs(summary: pd.DataFrame, param_names: list[str], path: str | Path) -> pd.DataFrame:
+    """Write results/configs.csv from collect's summary DataFrame; return the (typed) table.
+
+    ``summary``: one row per planned trial with ``trial``, ``status``, the parameters (typed
+    values; build the columns with dtype=object so [3, None] does not become [3.0, NaN]),
+    optionally ``config_id``, and the metrics. See :func:`config_table` for the columns and
+    the interval rule. Atomic and umask-respecting, like every file the sweep writes.
+    """
+    table = config_table(summary, param_names)
+    atomic_write_text(path, csv_text(table, param_names))
+    return table
+
+
+# ---------------------------------------------------------------------------- best.json
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def ranked_configs(configs: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
+    """Configurations with a mean for ``metric``, best first (stable for ties)."""
+    col = f"{metric}_mean"
+    if configs.empty or col not in configs.columns:
+        return configs.iloc[0:0]
+    has = configs[metric_values(configs[col]).notna()].copy()
+    has["_m"] = metric_values(has[col])
+    return has.sort_values("_m", ascending=(direction == "min"), kind="stable").drop(columns="_m")
+
+
+def best_report(
+    summary: Any,
+    configs: Any,
+    param_names: Sequence[str],
+    objective: Objective,
+    alpha: float = ALPHA,
+    plan: Mapping | None = None,
+) -> dict:
+    """The best configuration by the objective's mean, the runner-up and whether the gap is real.
+
+    The test is Welch's two-sided t-test over the per-seed objective values of the two
+    configurations (ok trials only). ``significant`` is True only when both have at least two
+    ok seeds and p < alpha; the ``verdict`` sentence says "not significant" otherwise. When no
+    ok trial produced the objective, ``verdict`` and ``problem`` say so and
+    ``available_metrics`` lists the metrics that do have values.
+    """
+    metric, direction = objective
+    df = summary_frame(summary, param_names, plan)
+    configs = as_frame(configs)
+    keys = config_params(param_names)
+    ranked = ranked_configs(configs, metric, direction)
+    ok = df[df["status"] == "ok"]
+    values = metric_values(ok[metric]) if metric in ok.columns else None
+
+    def seeds_of(cid: str) -> list[float]:
+        if values is None:
+            return []
+        return [float(v) for v in values[ok["config_id"] == cid].dropna()]
+
+    def describe(c: Mapping) -> dict:
+        return {
+            "config_id": c.get("config_id"),
+            "params": {k: py_value(c.get(k)) for k in keys},
+            "n_seeds": int(to_float(c.get("n_seeds")) or 0),
+            "n_ok": int(to_float(c.get("n_ok")) or 0),
+            "n_failed": int(to_float(c.get("n_failed")) or 0),
+            "mean": to_float(c.get(f"{metric}_mean")),
+            "std": to_float(c.get(f"{metric}_std")),
+            "ci_low": to_float(c.get(f"{metric}_ci_low")),
+            "ci_high": to_float(c.get(f"{metric}_ci_high")),
+            "ci_note": py_value(c.get(CI_NOTE)) or None,
+            "values": seeds_of(c.get("config_id")),
+        }
+
+    out: dict[str, Any] = {
+        "schema_version": 2,
+        "objective": {"metric": metric, "direction": direction},
+        "confidence": CONFIDENCE,
+        "alpha": alpha,
+        "n_configs": len(configs),
+        "n_configs_with_results": len(ranked),
+        "best": None,
+        "runner_up": None,
+        "difference": None,
+        "test": None,
+        "significant": False,
+        "verdict": "",
+        "note": (
+            "The best configuration is picked after looking at all of them, so the p-value of "
+            "best versus runner-up is optimistic when many configurations were compared."
+        ),
+    }
+    if ranked.empty:
+        if ok.empty:
+            out["verdict"] = f"no configuration has a result for {metric} yet (no trial finished ok)"
+        else:
+            have = metrics_with_values(df, param_names)
+            out["available_metrics"] = have
+            out["problem"] = out["verdict"] = (
+                f"no trial produced the objective {metric} ({len(ok)} trial(s) finished ok); "
+                f"metrics with values: {', '.join(have) or 'none'} "
+                "(fix: set report.objective.metric to one of them)"
+            )
+        return out
+    rows = ranked.to_dict("records")
+    best = describe(rows[0])
+    out["best"] = best
+    if len(rows) == 1:
+        out["verdict"] = (
+            f"only one configuration has a result for {metric} "
+            f"(mean {_fmt(best['mean'])}); nothing to compare it with"
+        )
+        return out
+    runner = describe(rows[1])
+    out["runner_up"] = runner
+    diff = best["mean"] - runner["mean"]
+    out["difference"] = diff
+    w = welch_t_test(best["values"], runner["values"])
+    out["test"] = {
+        "name": "Welch's t-test (two-sided, unequal variances)",
+        "t": w.t,
+        "df": w.df,
+        "p_value": w.p_value,
+        "undefined_because": w.reason,
+    }
+    word = "higher" if direction == "max" else "lower"
+    means = f"mean {_fmt(best['mean'])} vs {_fmt(runner['mean'])}"
+    if w.p_value is None:
+        out["verdict"] = (
+            f"not significant: the test cannot be run ({w.reason}; best has {best['n_ok']} ok "
+            f"seed(s), runner-up {runner['n_ok']}); {metric} {means}, so the ranking is not evidence"
+        )
+    elif w.p_value < alpha:
+        out["significant"] = True
+        out["verdict"] = (
+            f"significant: config {best['config_id']} has a {word} {metric} than the runner-up "
+            f"{runner['config_id']} ({means}, Welch p = {w.p_value:.3g} < {alpha})"
+        )
+    else:
+        out["verdict"] = (
+            f"not significant: config {best['config_id']} and the runner-up {runner['config_id']} "
+            f"differ by {_fmt(abs(diff))} in {metric} ({means}, Welch p = {w.p_value:.3g} >= {alpha}); "
+            "the difference is within seed noise"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- pareto.csv
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """a dominates b: at least as good everywhere, strictly better somewhere (values as 'max')."""
+    strictly = False
+    for x, y in zip(a, b):
+        if x < y:
+            return False
+        if x > y:
+            strictly = True
+    return strictly
+
+
+def pareto_indices(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated points; each coordinate maximised or minimised per direction.
+
+    Points are sorted lexicographically best-first, so any point dominating another comes
+    before it; dominance is transitive, so comparing each point against the front found so
+    far suffices (O(n * front size)). Points equal in every objective are all kept.
+    """
+    signed = [tuple(v if d == "max" else -v for v, d in zip(p, directions)) for p in points]
+    order = sorted(range(len(signed)), key=lambda i: signed[i], reverse=True)
+    front: list[int] = []
+    for i in order:
+        if not any(_dominates(signed[j], signed[i]) for j in front):
+            front.append(i)
+    return sorted(front)
+
+
+def pareto_objectives(objective: Objective, extra: Sequence[Objective]) -> list[Objective]:
+    """The objectives of the front: ``report.objective`` plus ``report.extra_objectives``.
+
+    No hidden default: without an extra objective there is no trade-off (one objective's
+    "front" is just the best configuration), and the report says to set extra_objectives.
+    """
+    seen = {objective[0]}
+    out = [objective]
+    for e in extra:
+        if e[0] not in seen:
+            seen.add(e[0])
+            out.append(e)
+    return out
+
+
+def effective_objectives(configs: Any, objective: Objective, extra: Sequence[Objective]) -> tuple[list[Objective], list[str]]:
+    """The Pareto objectives that have a value at all, and the names of those left out.
+
+    An extra objective no configuration has a mean for (energy where no counter was readable,
+    latency in a sweep without a measure step) would empty the front: it is dropped, and
+    named so the report can say so.
+    """
+    configs = as_frame(configs)
+
+    def has_values(metric: str) -> bool:
+        col = f"{metric}_mean"
+        return col in configs.columns and metric_values(configs[col]).notna().any()
+
+    objs = pareto_objectives(objective, extra)
+    kept = [objs[0], *(e for e in objs[1:] if has_values(e[0]))]
+    dropped = [e[0] for e in objs[1:] if not has_values(e[0])]
+    return kept, dropped
+
+
+def pareto_fieldnames(param_names: Sequence[str], objectives: Sequence[Objective]) -> list[str]:
+    cols = ["config_id", *config_params(param_names), "n_ok"]
+    for m, _ in objectives:
+        cols.extend(f"{m}_{s}" for s in ("mean", "ci_low", "ci_high"))
+    return cols
+
+
+def pareto_table(configs: Any, param_names: Sequence[str], objectives: Sequence[Objective]) -> pd.DataFrame:
+    """The non-dominated configurations by config means, best objective first.
+
+    Needs at least two objectives (else: no rows). Configurations missing the mean of any
+    objective cannot be placed and are left out. Columns: :func:`pareto_fieldnames`.
+    """
+    import pandas as pd
+
+    configs = as_frame(configs)
+    cols = pareto_fieldnames(param_names, objectives)
+    if len(objectives) < 2 or configs.empty:
+        return pd.DataFrame(columns=cols)
+    means = pd.DataFrame({m: metric_values(configs[f"{m}_mean"]) if f"{m}_mean" in configs.columns
+                          else float("nan") for m, _ in objectives}, index=configs.index)
+    usable = configs[means.notna().all(axis=1)]
+    points = means.loc[usable.index].to_numpy().tolist()
+    front = usable.iloc[pareto_indices(points, [d for _, d in objectives])].copy()
+    m0, d0 = objectives[0]
+    front = ranked_configs(front, m0, d0)
+    out = pd.DataFrame(index=front.index)
+    for c in cols:
+        out[c] = front[c] if c in front.columns else float("nan")
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- importance.csv
+
+
+IMPORTANCE_FIELDS = ["parameter", "eta_squared", "n_levels", "n_configs", "best_level", "best_level_mean"]
+
+
+def swept_params(configs: Any, param_names: Sequence[str]) -> list[str]:
+    """Parameters (seed excluded) that take more than one value across the configurations."""
+    configs = as_frame(configs)
+    return [k for k in config_params(param_names)
+            if k in configs.columns and len({level_key(v) for v in configs[k]}) > 1]
+
+
+def importance_table(configs: Any, param_names: Sequence[str], objective: Objective) -> pd.DataFrame:
+    """How much of the objective's variance across configurations each swept parameter explains.
+
+    Method: one-way ANOVA eta squared on the configuration means. For parameter p, the
+    configurations that have a mean for the objective are grouped by their value of p;
+    eta^2 = SS_between / SS_total, where SS_total is the sum of squared deviations of the
+    config means from their grand mean and SS_between that of the group means, weighted by
+    group size. It lies in [0, 1]; each parameter is looked at on its own (marginally), so
+    in an unbalanced grid correlated parameters share credit, and interactions are not
+    attributed to either parameter. Seeds are not a factor: seed noise is averaged into the
+    config means first. Rows sorted by eta^2, largest first; eta^2 is empty when undefined
+    (fewer than two levels with results, or all means equal). ``best_level`` is typed
+    (None for a ``null`` level); ties go to the first level in :func:`level_sort_key` order.
+    """
+    import pandas as pd
+
+    from snakesweep.stats import eta_squared
+
+    configs = as_frame(configs)
+    metric, direction = objective
+    col = f"{metric}_mean"
+    rows = []
+    if col in configs.columns:
+        means = metric_values(configs[col])
+        usable = configs[means.notna()]
+        umeans = means[means.notna()]
+        for p in swept_params(configs, param_names):
+            levels: dict[str, list[float]] = {}
+            typed: dict[str, Any] = {}
+            for v, m in zip(usable[p], umeans):
+                levels.setdefault(level_key(v), []).append(float(m))
+                typed.setdefault(level_key(v), py_value(v))
+            eta = eta_squared(list(levels.values()))
+            best_level, best_mean = None, None
+            for key in sorted(levels, key=lambda k: level_sort_key(typed[k])):
+                m = math.fsum(levels[key]) / len(levels[key])
+                if best_mean is None or (m > best_mean if direction == "max" else m < best_mean):
+                    best_level, best_mean = typed[key], m
+            rows.append({"parameter": p, "eta_squared": eta, "n_levels": len(levels),
+                         "n_configs": sum(len(v) for v in levels.values()),
+                         "best_level": best_level, "best_level_mean": best_mean})
+    rows.sort(key=lambda r: -1.0 if r["eta_squared"] is None else r["eta_squared"], reverse=True)
+    table = pd.DataFrame(rows, columns=IMPORTANCE_FIELDS)
+    table["best_level"] = object_column(r["best_level"] for r in rows)
+    return table
+
+
+# ---------------------------------------------------------------------------- all reports at once
+
+
+@dataclass
+class Reports:
+    """Everything the report rules write, computed once from the typed summary."""
+
+    summary: pd.DataFrame
+    param_names: list[str]
+    steps: list[str]
+    objective: Objective
+    configs: pd.DataFrame
+    best: dict
+    objectives: list[Objective]
+    dropped: list[str]
+    pareto: pd.DataFrame
+    importance: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    # the plan's search block (None for a grid), the trials in plan order (round, then
+    # position: load_plan's order) and the round files chosen so far (halving/optuna)
+    search: dict | None = None
+    plan_trials: list[dict] = field(default_factory=list)
+    rounds: list[dict] = field(default_factory=list)
+
+
+def top_budget_scope(configs: pd.DataFrame, search: Mapping, metric: str) -> tuple[pd.DataFrame, dict] | None:
+    """Halving: the configurations at the largest budget where some configuration has a mean of
+    ``metric`` (the top of the ladder once the search is done), and a description of that
+    scope for best.json. None when the budget parameter is not a column (nothing to scope)."""
+    param = search.get("budget_param")
+    col = f"{metric}_mean"
+    if not param or param not in configs.columns:
+        return None
+    ladder = list(search.get("ladder") or [])
+    have = configs[metric_values(configs[col]).notna()] if col in configs.columns else configs.iloc[0:0]
+    budgets = [to_float(v) for v in have[param]] if not have.empty else []
+    budgets = [b for b in budgets if b is not None]
+    if not budgets:
+        return None
+    top = max(budgets)
+    scoped = configs[[to_float(v) == top for v in configs[param]]]
+    top_of_ladder = to_float(ladder[-1]) if ladder else None
+    value = int(top) if float(top).is_integer() else top
+    done = top_of_ladder is None or top >= top_of_ladder
+    text = (f"halving: ranked among the configurations trained at the top budget ({param} = {value:g})"
+            if done else
+            f"halving: the search has not reached the top budget ({param} = {ladder[-1]:g}) yet; ranked among "
+            f"the configurations at the largest budget reached so far ({param} = {value:g})")
+    scope = {"budget_param": param, "budget": value, "top_of_ladder": ladder[-1] if ladder else None,
+             "complete": done, "n_configs": int(len(scoped)), "text": text}
+    return scoped, scope
+
+
+def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, extra: Sequence[Objective],
+                    rounds: Sequence[Mapping] = ()) -> Reports:
+    """The typed summary -> configs, best, Pareto front and importance (no IO). `rounds`: a
+    search's round files (:func:`load_rounds`), for the halving ladder."""
+    names = param_names_from(plan, summary)
+    df = summary_frame(summary, names, plan)
+    configs = config_table(df, names)
+    search = dict((plan or {}).get("search") or {}) or None
+    scope = top_budget_scope(configs, search, objective[0]) if search and search.get("method") == "halving" else None
+    if scope is not None:
+        # halving: a 1-epoch score is no rival of a 27-epoch one (module docstring)
+        best = best_report(df, scope[0], names, objective)
+        best["scope"] = scope[1]
+        best["verdict"] = f"{scope[1]['text']}: {best['verdict']}"
+    else:
+        best = best_report(df, configs, names, objective)
+    objs, dropped = effective_objectives(configs, objective, extra)
+    notes = []
+    if not extra:
+        notes.append("no trade-off requested: the Pareto front needs report.extra_objectives "
+                     "(e.g. {metric: latency_ms_p95, direction: min}); pareto.csv has its header only")
+    elif dropped:
+        notes.append(f"left out of the Pareto front because no configuration has a value: {', '.join(dropped)}")
+    return Reports(
+        summary=df, param_names=names, steps=list((plan or {}).get("steps") or ["train", "eval", "measure"]),
+        objective=objective, configs=configs, best=best, objectives=objs, dropped=dropped,
+        pareto=pareto_table(configs, names, objs), importance=importance_table(configs, names, objective),
+        notes=notes, search=search, plan_trials=list((plan or {}).get("trials") or []), rounds=list(rounds),
+    )
