@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import layout
 from .errors import ConfigError  # noqa: F401  (re-exported: the error every caller catches)
 from .params import non_finite as _non_finite
 from .results import RETRY_ON, STEPS
@@ -299,6 +300,7 @@ class Search(_Strict):
 
 class Sweep(_Strict):
     name: str = Field(min_length=1)
+    dir: str | None = None  # the sweep's directory; default results/<name> (layout.sweep_dir)
     workload: WorkloadSpec
     steps: list[StepName] = Field(default_factory=lambda: list(STEPS), min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -311,6 +313,27 @@ class Sweep(_Strict):
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     max_trials: int = Field(default=1000, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        problem = layout.name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("dir")
+    @classmethod
+    def _safe_dir(cls, v: str | None) -> str | None:
+        problem = None if v is None else layout.dir_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @property
+    def directory(self) -> str:
+        """Where everything this sweep writes lives, relative to where Snakemake runs."""
+        return layout.sweep_dir(self.name, self.dir)
 
     @field_validator("steps")
     @classmethod
