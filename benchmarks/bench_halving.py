@@ -27,6 +27,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PYTHON, copy_workflow, finish, machine_line, run_timed  # noqa: E402
 
+from snakesweep import layout  # noqa: E402
+
 GRID = {"lr": [0.003, 0.03, 0.3], "hidden": [32, 128], "optimizer": ["sgd", "adam"]}
 QUICK_GRID = {"lr": [0.003, 0.3], "hidden": [32], "optimizer": ["sgd", "adam"]}
 
@@ -48,7 +50,7 @@ def run_sweep(root: Path, cfg: dict, cores: int) -> tuple[list[dict], float]:
                   timeout=3600)
     if t.rc != 0:
         raise SystemExit(f"snakemake failed in {work}:\n{t.output[-3000:]}")
-    with open(work / "results/summary.csv") as fh:
+    with open(work / layout.sweep_dir(cfg["sweep"]["name"]) / "summary.csv") as fh:
         return list(csv.DictReader(fh)), t.wall_s
 
 

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PYTHON, Budget, add_run_args, finish, job_env, loadavg, machine_line, real_and_hand, run_timed  # noqa: E402
 
+from snakesweep import layout  # noqa: E402
+
 COOLDOWN_S, BASELINE_S = 0.5, 0.5
 FIXED = {"model": "mlp", "depth": 2, "threads": 1}
 GRID = {"width": [64, 256], "batch_size": [1, 16], "seed": [0, 1]}
@@ -83,10 +85,11 @@ def run_real(real: Path, env: dict[str, str], timeout: float) -> dict:
         print(t.output[-4000:])
         raise SystemExit(f"the workflow run failed with status {t.rc}")
     jobs, fixed = [], []
-    for tsv in sorted((real / "results" / "benchmarks" / "measure").glob("*.tsv")):
+    sweep = real / layout.sweep_dir_of_file(real / "sweep.yaml")  # the sweep's own directory
+    for tsv in sorted((sweep / "benchmarks" / "measure").glob("*.tsv")):
         with open(tsv) as fh:
             job_s = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
-        record = json.loads((real / "results" / "trials" / tsv.stem / "measure.json").read_text())
+        record = json.loads((sweep / "trials" / tsv.stem / "measure.json").read_text())
         window = float(record["metrics"]["window_s"])
         jobs.append(job_s)
         fixed.append(job_s - (COOLDOWN_S + BASELINE_S + window))

@@ -14,7 +14,7 @@ all: the simplest Snakefile a user would write for the same chain.
 
 Runs alternate (bare, real, real, bare, ...) and each figure is the minimum over repeats;
 the ratio is of the per-trial wall times (whole run / trials). Snakemake's benchmark records
-(results/benchmarks/{step}/*.tsv) of the last real run give each step's own wall time.
+(results/<name>/benchmarks/{step}/*.tsv) of the last real run give each step's own wall time.
 
     .venv/bin/python benchmarks/bench_orchestration.py [--trials 300 1000] [--repeats 1]
         [--cores 2] [--workflow-root DIR] [--budget-s 3600] [--keep] [--json out.json]
@@ -33,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PYTHON, REPO, Budget, Series, copy_workflow, finish, loadavg, machine_line, run_timed, verdict  # noqa: E402
+
+from snakesweep import layout  # noqa: E402
 
 TARGET = 2.0
 
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{which} run of {n} trials failed with status {t.rc}")
             (s_real if which == "real" else s_bare).add(t)
             if which == "real":
-                steps = step_seconds(d / "results")
+                steps = step_seconds(d / layout.sweep_dir_of_file(d / "sweep.yaml"))  # the sweep's own directory
             print(f"  {which:4s} {n} trials: wall {t.wall_s:7.1f} s ({1000 * t.wall_s / n:6.1f} ms/trial)  "
                   f"cpu {t.cpu_s:7.1f} s  (load {loadavg()})", flush=True)
         if not (s_real.runs and s_bare.runs):

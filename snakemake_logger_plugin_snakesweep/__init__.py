@@ -15,12 +15,17 @@ job block as before.
 * ``--logger-snakesweep-detail`` (profile key ``logger-snakesweep-detail: true``), or
   ``--verbose``: Snakemake's output unchanged, job blocks included, plus the progress lines.
 * A dry run (``-n``) prints exactly what Snakemake prints (the plan and the job table).
+* Ctrl+C: a job stopped by the interruption (its command exited 130, or died from SIGINT; or
+  SIGTERM once Snakemake is terminating) is one line, ``Interrupted: rule train, jobid 7
+  (results/<name>/trials/<trial>/train.json)``, not a RuleException and an error block with its
+  log; it counts as interrupted, not failed, in the progress line.
 
 The module imports nothing heavy: Snakemake imports every installed logger plugin at start-up.
 """
 
 # No `from __future__ import annotations`: Snakemake reads the settings' field types at run time.
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,6 +61,11 @@ JOB_EVENTS = {
     LogEvent.WORKFLOW_STARTED,
     LogEvent.GROUP_INFO,
 }
+# A job's command stopped by Ctrl+C: the shell or the supervisor exits 130 (128 + SIGINT), or the
+# process dies from the signal; SIGTERM (143) counts once Snakemake is terminating its jobs.
+INTERRUPT_RE = re.compile(r"non-zero exit status 130\b|died with <Signals\.SIGINT")
+TERMINATED_RE = re.compile(r"non-zero exit status 143\b|died with <Signals\.SIGTERM")
+TERMINATING = "Terminating processes on user request"
 HINT = (
     "snakesweep: progress lines instead of Snakemake's job blocks (those go to .snakemake/log/; "
     "--logger-snakesweep-detail prints them here)"
@@ -133,6 +143,8 @@ class LogHandler(LogHandlerBase):
         self.failed_since_line = False
         self.pending_at: float | None = None  # a progress line waiting for the next jobs to start
         self.starting: set = set()  # jobs announced as starting, not yet seen running
+        self.terminating = False  # Snakemake said it is terminating on user request (Ctrl+C)
+        self.held_errors: list[str] = []  # RuleException texts of interrupted jobs, not shown
 
     # The interface's declarations: one stream handler, its own filter and formatter.
     @property
@@ -161,6 +173,9 @@ class LogHandler(LogHandlerBase):
         try:
             if self.pending_at is not None and not self._part_of_start(record):
                 self._flush_pending()
+            if not self.dryrun and self._interruption(record):
+                self._progress_after(record)
+                return
             self._track(record)
             if self.dryrun or self.detail or self._shown_compact(record):
                 was_live = self.live
@@ -171,6 +186,36 @@ class LogHandler(LogHandlerBase):
             self._progress_after(record)
         except Exception:  # noqa: BLE001 - logging must never stop a run
             self.handleError(record)
+
+    def _interruption(self, record: logging.LogRecord) -> bool:
+        """Ctrl+C: True when the record was handled here (an interrupted job: one line)."""
+        event = _event(record)
+        if event is None and record.getMessage().startswith(TERMINATING):
+            self.terminating = True
+            return False
+        if event == LogEvent.ERROR:
+            text = record.getMessage()
+            if "RuleException" in text and (INTERRUPT_RE.search(text) or (self.terminating and TERMINATED_RE.search(text))):
+                self.held_errors.append(text)  # its job's error block follows: both become one line
+                return True
+            return False
+        if event != LogEvent.JOB_ERROR or not self.held_errors:
+            return False
+        outputs = [str(f) for f in (getattr(record, "output", None) or [])]
+        logs = [str(f) for f in (getattr(record, "log", None) or [])]
+        for i, text in enumerate(self.held_errors):
+            if any(f in text for f in outputs + logs):
+                del self.held_errors[i]
+                break
+        else:
+            return False
+        jobid = _job_id(getattr(record, "jobid", None))
+        rule = str(getattr(record, "rule_name", "?"))
+        self.state.job_interrupted(jobid, rule, record.created)
+        self.failed_since_line = True
+        where = f" ({', '.join(outputs)})" if outputs else ""
+        self._write(f"Interrupted: rule {rule}, jobid {jobid}{where}")
+        return True
 
     def _part_of_start(self, record: logging.LogRecord) -> bool:
         """The scheduler starting the next jobs after one finished: the progress line waits for
@@ -246,7 +291,7 @@ class LogHandler(LogHandlerBase):
             return
         # a log file or pipe: one line per finished job; about 50 lines at most for a big run
         st = self.state
-        count = st.n_done + len(st.failed)
+        count = st.n_done + len(st.failed) + len(st.interrupted)
         step = max(1, st.total // 50)
         if (
             count == st.total

@@ -157,6 +157,7 @@ class RunProgress:
     done: int = 0
     running: dict[int, _Job] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    interrupted: dict[int, str] = field(default_factory=dict)  # stopped by Ctrl+C: not failures
     finished_per_rule: dict[str, int] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=dict)
     needs: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -220,6 +221,11 @@ class RunProgress:
     def job_failed(self, jobid: int, rule: str, t: float) -> None:
         self.running.pop(jobid, None)
         self.failed[jobid] = rule
+        self._mark(t)
+
+    def job_interrupted(self, jobid: int, rule: str, t: float) -> None:
+        self.running.pop(jobid, None)
+        self.interrupted[jobid] = rule
         self._mark(t)
 
     def progress(self, done: int, total: int) -> None:
@@ -297,6 +303,8 @@ class RunProgress:
         if total and done < total and pct == "100%":
             pct = "99%"
         text = f"{done}/{total} jobs done ({pct}), {len(self.failed)} failed, {len(self.running)} running"
+        if self.interrupted:  # Ctrl+C: the run is ending, no ETA
+            return f"[{clock}] {text}, {len(self.interrupted)} interrupted" if clock else f"{text}, {len(self.interrupted)} interrupted"
         est = self.estimate(now)
         if est.seconds is None:
             text += f"; {est.note}"

@@ -251,3 +251,100 @@ def clear_db_markers(snakemake_dir: Path, finished: Callable[[str], bool]) -> li
     except sqlite3.Error:
         return []
     return done
+
+
+# ---------------------------------------------------------------------------- a live run beside this one
+
+# invocations that start no job: beside a live run they are harmless (and `--unlock` must work)
+_READ_ONLY = frozenset({
+    "--unlock", "--lint", "--summary", "-S", "--detailed-summary", "-D", "--list-rules", "--list", "-l",
+    "--list-target-rules", "--lt", "--list-changes", "--lc", "--list-code-changes", "--list-input-changes",
+    "--list-params-changes", "--report", "--dag", "--rulegraph", "--filegraph", "--d3dag", "--version", "-v",
+    "--help", "-h", "--print-compilation",
+})
+_DRY_RUN = frozenset({"-n", "--dry-run", "--dryrun", "--dry_run"})
+_SHORT_DRY = re.compile(r"^-[pqrFn]*n[pqrFn]*$")  # -np, -pn, -nr: clusters of flags without values
+
+
+def invocation_mode(argv: list[str]) -> str:
+    """What a Snakemake command line does: 'read-only' (--unlock, --lint, --summary, ...),
+    'dry-run' (-n) or 'run' (it may start jobs)."""
+    flags = [a.split("=", 1)[0] for a in argv]
+    if any(f in _READ_ONLY for f in flags):
+        return "read-only"
+    if any(f in _DRY_RUN or _SHORT_DRY.match(f) for f in flags):
+        return "dry-run"
+    return "run"
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    files, taking = [], False
+    for a in argv:
+        if a.startswith("-"):
+            name, _, value = a.partition("=")
+            taking = name in ("--configfile", "--configfiles")
+            if taking and value:
+                files.append(value)
+                taking = False
+        elif taking:
+            files.append(a)
+    return files
+
+
+def _sweep_of(argv: list[str], root: str | Path) -> str | None:
+    """The sweep directory a Snakemake command line works on (the last --configfile that names a
+    sweep, else the checkout's default sweep file); None when it cannot be told."""
+    from .layout import DEFAULT_SWEEP_FILE, sweep_dir_of_file
+
+    for path in reversed(_config_files(argv) or [DEFAULT_SWEEP_FILE]):
+        try:
+            return os.path.normpath(sweep_dir_of_file(Path(root, path)))
+        except Exception:  # noqa: BLE001 - unreadable, or no sweep in it: the next one, or unknown
+            continue
+    return None
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def live_runs(root: str | Path, sweep: str) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the Snakemake processes other than this one that may start jobs of `sweep`
+    (its directory relative to `root`) in `root`: read-only and dry-run ones are left out, and so
+    are runs of another sweep (their outputs are not ours). A job process of such a run (a
+    Snakemake below another one) is named by its top process."""
+    pids = snakemake_processes(root) or []
+    found = {}
+    for pid in pids:
+        argv = _argv(pid)
+        if not argv or invocation_mode(argv) != "run":
+            continue
+        theirs = _sweep_of(argv, root)
+        if theirs is not None and theirs != os.path.normpath(sweep):
+            continue
+        found[pid] = argv
+    return [(pid, argv) for pid, argv in sorted(found.items()) if parent_pid(pid) not in found]
+
+
+def live_run_problem(root: str | Path, sweep: str, argv: list[str], *, dry_run: bool = False) -> str | None:
+    """Why this Snakemake (command line `argv`) must not start: another one is running the same
+    sweep in the same directory (starting beside it would run each of its running steps a second
+    time, concurrently, in the same step directories). None for read-only invocations and dry
+    runs, which start no job, and when no such process is found."""
+    if dry_run or invocation_mode(argv) != "run":
+        return None
+    runs = live_runs(root, sweep)
+    if not runs:
+        return None
+    pid, other = runs[0]
+    shown = " ".join(other)[:120]
+    more = f" (and {len(runs) - 1} more)" if len(runs) > 1 else ""
+    return (
+        f"snakesweep: another Snakemake is running the sweep {sweep} in this directory: pid {pid} "
+        f"({shown}){more}; a second run would start its running steps again (fix: wait for it, or stop "
+        f"it with `kill {pid}`; `snakemake --unlock` is only for a lock no live process holds: "
+        "`python -m snakesweep.status` tells which)"
+    )

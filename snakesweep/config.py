@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -28,7 +28,7 @@ from .results import RETRY_ON, STEPS
 StepName = Literal["train", "eval", "measure"]
 CommandStep = Literal["prepare", "train", "eval", "measure"]
 
-
+MAX_TRIALS_LIMIT = 1_000_000
 
 
 class _Strict(BaseModel):
@@ -258,8 +258,10 @@ GridSpec = Annotated[
     ),
 ]
 
-SEARCH_METHODS = ("grid", "random", "sobol", "halving", "optuna")
-ROUND_METHODS = ("halving", "optuna")  # methods whose later trials depend on earlier results
+SEARCH_METHODS = ("grid", "random", "sobol", "halving", "optuna", "hyperband", "pbt")
+ROUND_METHODS = ("halving", "optuna", "hyperband", "pbt")  # methods whose later trials depend on earlier results
+# methods whose promoted trials continue from their previous rung's (generation's) checkpoint
+CONTINUE_METHODS = ("halving", "hyperband", "pbt")
 
 
 class Budget(_Strict):
@@ -287,15 +289,44 @@ class Budget(_Strict):
         return self
 
 
+class Pbt(_Strict):
+    """Population-based training (snakesweep/pbt.py): `population` members trained in
+    `generations` of `step` budget each; after each, the bottom `quantile` copies a top member's
+    checkpoint and perturbs its parameters."""
+
+    param: str = Field(min_length=1)
+    step: float = Field(gt=0)
+    population: int = Field(ge=2)
+    generations: int = Field(ge=2)
+    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    factors: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1)
+    resample_probability: float = Field(default=0.25, ge=0, le=1)
+
+    @field_validator("step")
+    @classmethod
+    def _whole_step(cls, v: float) -> float:
+        if _non_finite([v]):
+            raise ValueError("pbt.step must be a finite number")
+        return int(v) if float(v).is_integer() else v
+
+    @field_validator("factors")
+    @classmethod
+    def _positive_factors(cls, v: list[float]) -> list[float]:
+        if _non_finite(v) or any(f <= 0 for f in v):
+            raise ValueError("perturbation factors must be finite numbers above 0 (fix: e.g. [0.8, 1.2])")
+        return v
+
+
 class Search(_Strict):
     """How trials are chosen (snakesweep/search.py). `grid` is today's cartesian sweep."""
 
-    method: Literal["grid", "random", "sobol", "halving", "optuna"] = "grid"
+    method: Literal["grid", "random", "sobol", "halving", "optuna", "hyperband", "pbt"] = "grid"
     n_trials: int | None = Field(default=None, ge=1)
     seed: int = 0
     budget: Budget | None = None
     rounds: int | None = Field(default=None, ge=1)
     batch: int | None = Field(default=None, ge=1)
+    pbt: Pbt | None = None
 
 
 class Sweep(_Strict):
@@ -312,7 +343,9 @@ class Sweep(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
-    max_trials: int = Field(default=1000, ge=1)
+    # at most a million: a Snakemake DAG of millions of jobs never finishes planning, and the grid
+    # is counted against this before it is built (grid.py)
+    max_trials: int = Field(default=1000, ge=1, le=MAX_TRIALS_LIMIT)
 
     @field_validator("name")
     @classmethod
@@ -384,7 +417,7 @@ class Sweep(_Strict):
         error, so a sweep never silently runs something else than the file says (issue 10)."""
         s, method = self.search, self.search.method
         uses = _SEARCH_KEYS.get(method, set())
-        for key in ("n_trials", "budget", "rounds", "batch"):
+        for key in ("n_trials", "budget", "rounds", "batch", "pbt"):
             if getattr(s, key) is not None and key not in uses:
                 raise ValueError(
                     f"search.{key} has no meaning for method {method!r} (fix: remove it, or choose a method "
@@ -397,11 +430,20 @@ class Sweep(_Strict):
         if method == "grid" and self.space:
             raise ValueError("sweep.space is drawn from by search.method random, sobol, halving or optuna "
                              "(fix: set search.method, or write the values as sweep.grid axes)")
-        if method in ("random", "sobol", "optuna") and grids:
+        if method in ("random", "sobol", "optuna", "hyperband", "pbt") and grids:
             raise ValueError(f"search method {method!r} draws from sweep.space, not sweep.grid (fix: move the "
                              "axes to sweep.space as distributions, or use method grid or halving)")
-        if method in ("random", "sobol", "optuna") and not self.space:
+        if method in ("random", "sobol", "optuna", "hyperband", "pbt") and not self.space:
             raise ValueError(f"search method {method!r} needs sweep.space (fix: add e.g. space: {{lr: {{loguniform: [1.0e-4, 1.0e-1]}}}})")
+        budget_param = s.budget.param if method in ("halving", "hyperband") and s.budget else \
+            s.pbt.param if method == "pbt" and s.pbt else None
+        if budget_param is not None:
+            clash = [w for w, names in (("sweep.space", self.space), ("sweep.fixed", _flat_keys(self.fixed)),
+                                        *(("sweep.grid", g) for g in grids)) if budget_param in names]
+            if clash:
+                by = "generations (search.pbt.param)" if method == "pbt" else "ladder"
+                raise ValueError(f"the budget parameter {budget_param!r} is set by the search's {by}; it cannot "
+                                 f"also be in {clash[0]} (fix: remove it there)")
         if method == "halving":
             if bool(grids) == bool(self.space):
                 raise ValueError("halving starts from sweep.space (n_trials points) or from sweep.grid's points, "
@@ -411,12 +453,6 @@ class Sweep(_Strict):
             if grids and s.n_trials is not None:
                 raise ValueError("halving from sweep.grid runs every grid point in round 0; search.n_trials has no "
                                  "meaning then (fix: remove it)")
-            assert s.budget is not None
-            clash = [w for w, names in (("sweep.space", self.space), ("sweep.fixed", _flat_keys(self.fixed)),
-                                        *(("sweep.grid", g) for g in grids)) if s.budget.param in names]
-            if clash:
-                raise ValueError(f"the budget parameter {s.budget.param!r} is set by the search's ladder; it cannot "
-                                 f"also be in {clash[0]} (fix: remove it there)")
         if method in ROUND_METHODS and (self.experiments or self.exclude):
             raise ValueError(f"search method {method!r} chooses its trials in rounds; sweep.experiments and "
                              "sweep.exclude apply to grid, random and sobol only (fix: remove them)")
@@ -429,7 +465,7 @@ class Sweep(_Strict):
 
 
 _SEARCH_KEYS = {"random": {"n_trials"}, "sobol": {"n_trials"}, "halving": {"n_trials", "budget"},
-                "optuna": {"rounds", "batch"}}
+                "optuna": {"rounds", "batch"}, "hyperband": {"budget"}, "pbt": {"pbt"}}
 
 
 def _flat_keys(params: dict[str, Any], prefix: str = "") -> set[str]:
@@ -470,6 +506,9 @@ class Objective(_Strict):
 class ReportSettings(_Strict):
     objective: Objective = Field(default_factory=Objective)
     extra_objectives: list[Objective] = Field(default_factory=list)
+    # issue 20: trackers the sweep's trials are exported to at the end of a run (the `export` local
+    # rule, snakesweep.export): MLflow's sqlite store in the sweep's directory, W&B offline runs
+    export: list[Literal["mlflow", "wandb"]] = Field(default_factory=list)
 
 
 class Retries(_Strict):
@@ -539,6 +578,7 @@ _FIXES = {
     "too_short": "give at least one value",
     "greater_than_equal": "use a larger value",
     "greater_than": "use a larger value",
+    "less_than_equal": "use a smaller value",
     "grid_axis": "write the axis as one of those forms",
     "workload": "write the workload as one of those forms",
     "space_dim": "write the dimension as one of those forms",
@@ -564,17 +604,46 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The config models a field's type holds (through unions, Annotated, lists and dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _keys_beside(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at an unknown key's place accepts (its siblings it could be a
+    misspelling of). A loc part that is no field (a union tag, a list index, a grid axis's or a
+    variant's name) keeps the models of the level above."""
+    models: list[type[BaseModel]] = [SweepConfig]
+    for part in loc[:-1]:
+        below = [m for model in models for name, f in model.model_fields.items()
+                 if part in (name, f.alias) for m in _models_in(f.annotation)]
+        models = below or models
+    return sorted({f.alias or name for model in models for name, f in model.model_fields.items()})
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    import difflib  # only for this message
+
+    close = difflib.get_close_matches(str(loc[-1]), _keys_beside(loc), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     seen = set()
     for e in err.errors():
         key = _loc(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(e["type"], "see config/README.md for this key")
         if e["type"] == "extra_forbidden":
             text = f"unknown key '{key}'"
+            hint = _did_you_mean(e["loc"])
+            if hint:
+                text, msg = f"{text} ({hint}fix: correct its spelling, or remove it)", "fix:"
         else:
             text = f"'{key}': {msg}"
-        fix = _FIXES.get(e["type"], "see config/README.md for this key")
         line = f"{source}: {text}" if "fix:" in msg else f"{source}: {text} (fix: {fix})"
         if line not in seen:
             seen.add(line)
@@ -591,15 +660,32 @@ def validate_config(raw: dict[str, Any], source: str) -> SweepConfig:
 
 
 def load_config_file(path: str | Path) -> SweepConfig:
-    import yaml  # only the CLI-side loader needs it; step processes import this module too
+    """A sweep file read with the workflow's checks (snakesweep/sweepfile.py) and validated."""
+    from .sweepfile import display, read_sweep_file
 
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the sweep file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the sweep file must be a mapping with a 'sweep:' key")
-    return validate_config(raw, str(path))
+    return validate_config(read_sweep_file(path), display(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m snakesweep.config FILE...`: check sweep files as the workflow would read them
+    (the line of a YAML mistake, unknown keys, bad values), without Snakemake. Exit 1 on a mistake."""
+    import sys
+
+    files = sys.argv[1:] if argv is None else argv
+    if not files:
+        print("usage: python -m snakesweep.config SWEEP_FILE...", file=sys.stderr)
+        return 2
+    status = 0
+    for f in files:
+        try:
+            cfg = load_config_file(f)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            status = 1
+        else:
+            print(f"{f}: ok (sweep {cfg.sweep.name!r}, directory {cfg.sweep.directory}/)")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

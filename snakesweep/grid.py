@@ -56,8 +56,14 @@ def workload_label(workload: Any) -> str:
     return workload if isinstance(workload, str) else "command"
 
 
-def trial_id(workload: str, params: dict[str, Any]) -> str:
-    digest = hashlib.sha256(canonical_json({"workload": workload, "params": params}).encode())
+def trial_id(workload: str, params: dict[str, Any], resume_from: str | None = None) -> str:
+    """A trial's id. A trial that continues from another's checkpoint (PBT: two members may reach
+    the same parameters from different checkpoints) hashes that parent's id too; without one, the
+    id is what it always was."""
+    key: dict[str, Any] = {"workload": workload, "params": params}
+    if resume_from is not None:
+        key["resume_from"] = resume_from
+    digest = hashlib.sha256(canonical_json(key).encode())
     return digest.hexdigest()[:TRIAL_ID_LENGTH]
 
 
@@ -75,6 +81,11 @@ def config_id(params: Mapping[str, Any]) -> str:
 def config_hash(cfg: SweepConfig) -> str:
     """Identifies the whole sweep file's meaning (not its formatting) in every result."""
     return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()[:12]
+
+
+def axis_size(axis: list[Any] | LogRange | LinRange) -> int:
+    """How many values an axis has, without building them (a range's `num` may be 10**12)."""
+    return axis.num if isinstance(axis, (LogRange, LinRange)) else len(axis)
 
 
 def axis_values(axis: list[Any] | LogRange | LinRange) -> list[Any]:
@@ -99,10 +110,13 @@ def grid_points(grid: dict[str, Any] | list[dict[str, Any]], fixed: dict[str, An
     duplicates are dropped later by trial id), each merged over `fixed`."""
     points: list[dict[str, Any]] = []
     grids = grid if isinstance(grid, list) else [grid]
-    products = [(list(g), [axis_values(g[k]) for k in g]) for g in grids]
-    raw = sum(math.prod(len(a) for a in axes) for _keys, axes in products) * seeds
-    if raw > 10 * max_trials:  # refuse before building a huge product in memory
+    # count first, build after: a range's `num` alone may be 10**12 (issue 17). The product
+    # before de-duplication and exclusions may exceed max_trials tenfold; beyond that, refuse
+    # before building anything
+    raw = sum(math.prod(axis_size(a) for a in g.values()) for g in grids) * seeds
+    if raw > 10 * max_trials:
         _too_many(raw, max_trials, source)
+    products = [(list(g), [axis_values(g[k]) for k in g]) for g in grids]
     for keys, axes in products:
         points += [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*axes)]
     return points

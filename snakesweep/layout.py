@@ -54,14 +54,10 @@ def sweep_dir(name: str, directory: str | None = None) -> str:
 
 def sweep_dir_of_file(path: str | Path) -> str:
     """The directory the sweep file at `path` names, read without validating the rest of it."""
-    import yaml  # lazy: only the command-line readers name a sweep by its file
-
     from .errors import ConfigError
+    from .sweepfile import read_sweep_file  # the checked reader: duplicate keys, bounded aliases
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read the sweep file ({err})") from None
+    raw = read_sweep_file(path)
     sweep = raw.get("sweep") if isinstance(raw, dict) else None
     name = sweep.get("name") if isinstance(sweep, dict) else None
     if not isinstance(name, str):

@@ -27,14 +27,16 @@ from snakesweep.energy import (
     open_meter,
     open_nvml_gpu,
 )
-from snakesweep.stats import mean_ci
+from snakesweep.stats import MIN_N_FOR_CI, usable_interval
 
 if TYPE_CHECKING:  # pydantic stays out of the import path of the measurement itself
     from snakesweep.config import MeasureSettings
 
 Log = Callable[[str], Any]
 
-# Keys aggregated over cycles as mean + 95% t CI.
+# Keys aggregated over cycles as mean, std and a usable 95% t interval (stats.usable_interval: from
+# MIN_N_FOR_CI cycles, clipped at 0: every one of them is a time, a rate or an energy): the batch
+# protocol's latency/throughput/energy and the generation metrics of snakesweep.generation.
 CI_KEYS = (
     "latency_ms_p50",
     "latency_ms_p95",
@@ -42,7 +44,52 @@ CI_KEYS = (
     "throughput_sps",
     "energy_j_per_sample",
     "energy_j_per_sample_net",
+    # generation (GENERATION_KEYS): per-token and per-request times, rates and energies
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "itl_ms_p50",
+    "itl_ms_p95",
+    "itl_ms_p99",
+    "request_ms_p50",
+    "request_ms_p95",
+    "instrumented_request_ms_p50",
+    "output_tokens_per_s",
+    "decode_tokens_per_s",
+    "prefill_tokens_per_s",
+    "energy_j_per_token",
+    "energy_j_per_token_net",
+    "energy_j_per_request",
+    "energy_j_prefill_per_request",
+    "energy_j_decode_per_token",
 )
+# What each CI key gets beside its mean in an aggregated record (summary.csv's columns; the
+# reports read them as the trial's cycle statistics, never as metrics of their own).
+CYCLE_STAT_SUFFIXES = ("std", "ci_low", "ci_high")
+CYCLE_CI_NOTE = "cycle_ci_note"
+# Counts over the timed window: a trial's cycles together timed their sum.
+COUNT_KEYS = (
+    "n_batches_timed",
+    "n_samples_timed",
+    "n_requests_timed",
+    "n_output_tokens_timed",
+    "n_generate_calls_timed",
+    "n_instrumented_calls",
+)
+# Facts the built-in workloads know exactly (inference_model's and causal_lm's FACT_KEYS, checked by
+# tests/test_measure.py): the same in every cycle and seed of a configuration, so the reports keep
+# them as they are and never average them.
+FACT_KEYS = (
+    "param_count",
+    "weight_mb",
+    "matmul_flops_per_sample",
+    "samples_per_batch",
+    "torch_threads",
+    "kv_cache_bytes_per_token",
+    "flops_per_token",
+    "requests_per_call",
+)
+# Per-cycle bookkeeping, meaningless once cycles are combined (the index of one cycle).
+CYCLE_INDEX_KEYS = ("cycle",)
 # Every key run_measurement returns, in a stable order (summary.csv may use it for column order).
 METRIC_KEYS = (
     "latency_ms_p50",
@@ -424,42 +471,69 @@ def _common(values: list[Any]) -> Any:
 
 
 def aggregate_cycles(cycle_metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine a trial's cycles: mean and 95% t CI for latency/throughput/energy per sample.
+    """Combine a trial's cycles into one record.
 
-    Flags are OR-ed (None only if no cycle could tell); peak memory and temperatures take the
-    maximum; n_batches_timed/n_samples_timed are totals; other numbers are means; text fields are
-    kept when every cycle agrees (energy_source becomes "mixed: a | b" otherwise).
+    * CI_KEYS: the mean under the key itself, ``<key>_std`` (from 2 cycles) and ``<key>_ci_low`` /
+      ``<key>_ci_high``: the two-sided 95% t interval by configs.csv's rules (stats.usable_interval:
+      from MIN_N_FOR_CI cycles, clipped at 0), empty otherwise, and ``cycle_ci_note`` says why
+      ("n too small ...") or which interval was clipped. A key some cycle lacks gets its mean only.
+    * flags are OR-ed (None only if no cycle could tell); peak memory and temperatures take the
+      maximum; counts (COUNT_KEYS) are totals; the cycle index is dropped;
+    * a value every cycle agrees on (a fact such as param_count, a text field) is kept as it is;
+      other numbers are means; energy_source becomes "mixed: a | b" when cycles disagree.
     """
     if not cycle_metrics:
         raise ValueError("no cycles to aggregate")
     if len(cycle_metrics) == 1:
-        return {**cycle_metrics[0], "cycles": 1}
+        return {**{k: v for k, v in cycle_metrics[0].items() if k not in CYCLE_INDEX_KEYS}, "cycles": 1}
+    n_cycles = len(cycle_metrics)
     out: dict[str, Any] = {}
     keys: list[str] = []
     for m in cycle_metrics:
-        keys.extend(k for k in m if k not in keys)
+        keys.extend(k for k in m if k not in keys and k not in CYCLE_INDEX_KEYS)
+    small: list[str] = []
+    clipped: list[str] = []
     for key in keys:
         vals = [m.get(key) for m in cycle_metrics]
         present = [v for v in vals if v is not None]
-        if key in CI_KEYS:
-            s = mean_ci(present)
-            out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s.mean, s.ci_low, s.ci_high
+        numeric = bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        if key in CI_KEYS and numeric:
+            iv = usable_interval(present, bounds=(0.0, None))
+            whole = len(present) == n_cycles  # an interval over some cycles only would hide the others
+            out[key] = iv.mean
+            out[f"{key}_std"] = iv.std if whole else None
+            out[f"{key}_ci_low"] = iv.ci_low if whole else None
+            out[f"{key}_ci_high"] = iv.ci_high if whole else None
+            if whole and iv.note and n_cycles > 1:
+                small.append(key)
+            if whole and iv.clipped:
+                clipped.append(key)
+        elif key in CI_KEYS and not present:  # not measured in any cycle (energy without a meter)
+            out[key] = None
+            out.update({f"{key}_{sfx}": None for sfx in CYCLE_STAT_SUFFIXES})
         elif key.startswith("flag_") and key != "flag_detail":
             out[key] = any(present) if present else None
         elif key == "energy_source":
             uniq = list(dict.fromkeys(str(v) for v in vals))
             out[key] = uniq[0] if len(uniq) == 1 else "mixed: " + " | ".join(uniq)
         elif key in ("peak_mem_mb", "temp_start_c", "temp_end_c"):
-            out[key] = max(present) if present else None
-        elif key in ("n_batches_timed", "n_samples_timed"):
-            out[key] = sum(present) if present else None
+            out[key] = max(present) if numeric else _common(vals)
+        elif key in COUNT_KEYS:
+            out[key] = sum(present) if numeric else None
         elif key == "flag_detail":
             out[key] = "; ".join(dict.fromkeys(str(v) for v in present if v))
-        elif len(present) == len(vals) and len(set(present)) == 1:
+        elif len(present) == len(vals) and len(set(map(repr, present))) == 1:
             out[key] = present[0]  # a fact every cycle agrees on (param_count): kept, not averaged
-        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        elif numeric:
             out[key] = math.fsum(present) / len(present) if len(present) == len(vals) else None
         else:
             out[key] = _common(vals)
-    out["cycles"] = len(cycle_metrics)
+    notes = []
+    if small:
+        notes.append(f"n too small for an interval over cycles ({n_cycles} cycles; need >= {MIN_N_FOR_CI})")
+    if clipped:
+        notes.append(f"interval clipped at 0: {', '.join(clipped)}")
+    if n_cycles > 1:
+        out[CYCLE_CI_NOTE] = "; ".join(notes)
+    out["cycles"] = n_cycles
     return out

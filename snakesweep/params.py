@@ -9,15 +9,42 @@ from typing import Any
 from .errors import ConfigError
 
 
+class KeyClash(ConfigError):
+    """Two keys of one mapping flatten to the same dotted name (`{"a.b": 1, "a": {"b": 2}}`):
+    keeping either value would drop the other silently."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        self.name, self.first, self.second = name, first, second
+        super().__init__(
+            f"the keys {first} and {second} both become '{name}' (fix: rename one of them; a dotted "
+            "key and a nested mapping name the same thing)"
+        )
+
+
+def _spelling(path: tuple[str, ...]) -> str:
+    """How a user wrote a key: 'a.b' for a dotted key, 'a' -> 'b' for a nested one."""
+    return " -> ".join(f"'{p}'" for p in path)
+
+
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings in `fixed`/`experiments` become dotted keys, the grid's own spelling."""
+    """Nested mappings in `fixed`/`experiments` (and a command's metrics.json) become dotted
+    keys, the grid's own spelling. Two spellings of one name raise KeyClash, naming both."""
     out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
+    origin: dict[str, tuple[str, ...]] = {}
+
+    def walk(path: tuple[str, ...], mapping: dict[str, Any]) -> None:
+        for key, value in mapping.items():
+            here = (*path, str(key))
+            if isinstance(value, dict):
+                walk(here, value)
+                continue
+            name = prefix + ".".join(here)
+            if name in out:
+                raise KeyClash(name, _spelling(origin[name]), _spelling(here))
             out[name] = value
+            origin[name] = here
+
+    walk((), params)
     return out
 
 

@@ -2,7 +2,7 @@
 
 workflow/rules/report.smk prints it once per invocation (also on ``snakemake -n``), from the main
 Snakemake process only: the jobs still to run (from the sweep state) times each step's mean job
-time from earlier runs' ``benchmark:`` records (results/benchmarks/{step}/{trial}.tsv, capped per
+time from earlier runs' ``benchmark:`` records of this sweep (<sweep dir>/benchmarks/{step}/{trial}.tsv, capped per
 step so a 10k-trial sweep parses fast), over the cores; measure jobs run one at a time, so their
 total is a floor. A search in rounds (halving, optuna) counts the trials of the rounds chosen so
 far, and the rounds not chosen yet by their most trials (snakesweep/search.py: describe gives the
@@ -134,10 +134,12 @@ def count_jobs(
     plan: Mapping[str, Any] | None = None,
     sources: Mapping[str, Iterable[str]] | None = None,
     data_marker: str | None = None,
+    root: str | Path = ".",
 ) -> tuple[dict[str, int], dict[str, int]]:
     """({step: jobs Snakemake will run}, {step: jobs already done}) for the trials and steps
     about to run, from the sweep state (snakesweep/state.py: the same reading as status and
-    collect). `results` is the results directory (its parent is the sweep directory).
+    collect). `results` is the sweep's directory (results/<name>, its logs in <results>/logs),
+    relative to `root`, the directory Snakemake runs in (its .snakemake/ is read).
 
     `plan` is the plan the configuration about to run would write: with it, a settings change
     (measure settings, device, a command) counts the jobs Snakemake re-runs for it; `sources`
@@ -148,7 +150,7 @@ def count_jobs(
     results = Path(results)
     cycles = int((jobs_per_trial or {}).get("measure", 0)) or None
     state = read_state(
-        results.parent, results=results.name, trials=trials, steps=steps, cycles=cycles,
+        root, results=str(results), logs=str(results / "logs"), trials=trials, steps=steps, cycles=cycles,
         current_plan=dict(plan) if plan is not None else None,
         sources={k: list(v) for k, v in sources.items()} if sources is not None else None,
         data_marker=data_marker, processes=False, benchmarks=False,
@@ -166,6 +168,7 @@ def show_preview(
     plan: Mapping[str, Any] | None = None,
     sources: Mapping[str, Iterable[str]] | None = None,
     data_marker: str | None = None,
+    root: str | Path = ".",
 ) -> str:
     """Print the preview through Snakemake's logger (stderr), from the main process only.
 
@@ -176,14 +179,15 @@ def show_preview(
     try:
         if not getattr(workflow, "is_main_process", True):
             return ""
-        search = search_rounds(plan, results)
+        sweep = Path(root, results)  # the sweep's own directory: its plan, rounds and benchmarks
+        search = search_rounds(plan, sweep)
         if search is not None:  # halving/optuna: the trials of the rounds chosen so far (module docstring)
             trials = search["trials"]
-            plan = {**plan, "trials": round_trials(Path(results) / "plan", plan["search"])}
+            plan = {**plan, "trials": round_trials(sweep / "plan", plan["search"])}
         todo, done = count_jobs(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
-                                data_marker=data_marker)
+                                data_marker=data_marker, root=root)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
-        text = format_preview(len(trials), todo, Path(results) / "benchmarks", cores, done, search)
+        text = format_preview(len(trials), todo, sweep / "benchmarks", cores, done, search)
         try:
             from snakemake.logging import logger
 

@@ -30,3 +30,98 @@ def die_with_parent(parent: int | None = None) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
         if parent is not None and os.getppid() != parent:
             os._exit(1)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux PR_SET_CHILD_SUBREAPER): a descendant orphaned
+    anywhere below it, however it detached (its own session, a double fork), is re-parented to
+    this process instead of to init, so that it can be found and killed. False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def children(pid: int) -> list[int]:
+    """The live children of `pid` (zombies included), by a scan of /proc (PPID = pid)."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit() and parent_pid(int(name)) == pid:
+            out.append(int(name))
+    return out
+
+
+def command_line(pid: int) -> str:
+    """`pid`'s command line, for messages ('' once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b" ".join(fh.read().split(b"\0")).decode(errors="replace").strip()[:200]
+    except OSError:
+        return ""
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _reap_any() -> None:
+    while True:
+        try:
+            done, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not done:
+            return
+
+
+def reap_adopted(grace_s: float = 5.0, deadline_s: float = 30.0, settle_s: float = 0.2) -> list[str]:
+    """Kill and reap every process re-parented to this subreaper (and what they started):
+    SIGTERM, then SIGKILL after `grace_s`. Call it only once this process's own child has been
+    waited for. Returns the command lines of the processes that were alive (what a step left)."""
+    import time
+
+    me = os.getpid()
+    found: dict[int, str] = {}
+    settle = time.monotonic() + settle_s  # what exits by itself right after the step is no leftover
+    while time.monotonic() < settle:
+        _reap_any()
+        if not [p for p in children(me) if not _zombie(p)]:
+            break
+        time.sleep(0.01)
+    start = time.monotonic()
+    term_sent: dict[int, float] = {}
+    while time.monotonic() - start < deadline_s:
+        _reap_any()
+        live = [p for p in children(me) if not _zombie(p)]
+        if not live:
+            _reap_any()
+            if not [p for p in children(me)]:
+                break
+            time.sleep(0.01)
+            continue
+        now = time.monotonic()
+        for p in live:
+            found.setdefault(p, command_line(p))
+            sig = signal.SIGTERM if p not in term_sent else signal.SIGKILL
+            if p in term_sent and now - term_sent[p] < grace_s:
+                continue
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+            term_sent.setdefault(p, now)
+        time.sleep(0.02)
+    _reap_any()
+    return list(found.values())

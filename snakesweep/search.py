@@ -15,12 +15,23 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ROUND_METHODS, ChoiceDim, CommandWorkload, ConfigError, IntDim, SweepConfig, validate_config
+from . import hyperband, pbt
+from .config import (
+    CONTINUE_METHODS,
+    ROUND_METHODS,
+    ChoiceDim,
+    CommandWorkload,
+    ConfigError,
+    IntDim,
+    SweepConfig,
+    validate_config,
+)
 from .grid import Trial, canonical_json, flatten, grid_points, trial_id, workload_label
 from .results import SCHEMA_VERSION, error_records, load_result, read_json, retried
 from .rounds import ROUND_KIND, ROUNDS_DIR, chosen_rounds, round_digest, write_round
@@ -64,9 +75,18 @@ def configs_per_round(sweep, n_start: int | None = None) -> list[int]:
         return out
     if s.method == "optuna":
         return [s.batch] * s.rounds
+    if s.method == "hyperband":
+        return [sum(rung.configs for _s, rung in rnd) for rnd in hyperband.round_plan(hyperband_plan(s.budget))]
+    if s.method == "pbt":
+        return [s.pbt.population] * s.pbt.generations
     if s.method in ("random", "sobol"):
         return [s.n_trials]
     return []
+
+
+def hyperband_plan(budget) -> list[hyperband.Bracket]:
+    """Hyperband's brackets for the sweep's budget (snakesweep/hyperband.py)."""
+    return hyperband.brackets(budget.min, budget.max, budget.eta)
 
 
 def n_rounds(sweep) -> int:
@@ -119,6 +139,12 @@ def plan_block(cfg: SweepConfig) -> dict[str, Any] | None:
         block.update(budget_param=s.budget.param, ladder=ladder(s.budget), eta=s.budget.eta)
     if s.method == "optuna":
         block.update(batch=s.batch, sampler=sampler_name(cfg))
+    if s.method == "hyperband":
+        block.update(budget_param=s.budget.param, eta=s.budget.eta, brackets=[
+            {"s": b.s, "n": b.n, "rungs": [{"configs": r.configs, "budget": r.budget} for r in b.rungs]}
+            for b in hyperband_plan(s.budget)])
+    if s.method == "pbt":
+        block.update(budget_param=s.pbt.param, pbt=s.pbt.model_dump(mode="json"))
     return block
 
 
@@ -154,24 +180,38 @@ def probe_trials(cfg: SweepConfig, source: str = "config") -> list[Trial]:
             f"{source}: 'measure.cycles' > 1 is not supported with search method {s.method!r} yet "
             "(fix: measure.cycles: 1, or measure the chosen configurations in a grid sweep afterwards)"
         )
-    if s.method == "halving" and isinstance(sw.workload, CommandWorkload) and sw.workload.args == "none":
+    param = budget_param(sw) if s.method in CONTINUE_METHODS else None
+    if param and isinstance(sw.workload, CommandWorkload) and sw.workload.args == "none":
         argv = " ".join(sw.workload.command.get("train", []))
-        if "{" + s.budget.param + "}" not in argv:
+        key = "search.pbt.param" if s.method == "pbt" else "search.budget.param"
+        if "{" + param + "}" not in argv:
             raise ConfigError(
-                f"{source}: 'search.budget.param' is {s.budget.param!r}, but the train command never "
-                f"receives it (fix: add {{{s.budget.param}}} to workload.command.train, or args: flags)"
+                f"{source}: '{key}' is {param!r}, but the train command never "
+                f"receives it (fix: add {{{param}}} to workload.command.train, or args: flags)"
             )
     label = workload_label(sw.workload)
     points = _initial_configs(sw) if s.method == "halving" and sw.grid else [
         {**flatten(sw.fixed), **p} for p in probe(sw.space)
     ]
-    budgets = ladder(s.budget) if s.method == "halving" else [None]
+    budgets = budget_range(sw)
     out = []
     for p in points:
-        for b in {budgets[0], budgets[-1]}:
-            params = {**p, **({s.budget.param: b} if b is not None else {}), "seed": sw.seeds[0]}
+        for b in dict.fromkeys((budgets[0], budgets[-1])):
+            params = {**p, **({param: b} if b is not None else {}), "seed": sw.seeds[0]}
             out.append(Trial(trial_id(label, params), params))
     return out
+
+
+def budget_range(sweep) -> list[Any]:
+    """The budgets a search's trials train to, smallest first ([None] for a search without one)."""
+    s = sweep.search
+    if s.method == "halving":
+        return ladder(s.budget)
+    if s.method == "hyperband":
+        return sorted({rung.budget for b in hyperband_plan(s.budget) for rung in b.rungs})
+    if s.method == "pbt":
+        return [pbt.generation_budget(g, s.pbt.step) for g in range(s.pbt.generations)]
+    return [None]
 
 
 # ---------------------------------------------------------------------------- promotion
@@ -311,14 +351,36 @@ def _as_point(dim: Any, value: Any) -> Any:
 # ---------------------------------------------------------------------------- rounds
 
 
-def final_failures(logs: str | Path, steps: Sequence[str], retry_on: Sequence[str]) -> set[str]:
+def final_failures(logs: str | Path, steps: Sequence[str], retry_on: Sequence[str],
+                   sources: Mapping[str, Sequence[str | Path]] | None = None) -> set[str]:
     """Trials whose last attempt failed for good: an error record (logs/{step}/{trial}.error.json)
-    whose reason failures.retry_on does not retry (an exception in the workload, a non-zero exit).
-    A search goes on without them: they are not inputs of the next round and not retried (remove
+    of this trial and step whose reason failures.retry_on does not retry (an exception in the
+    workload, a non-zero exit). A search goes on without them: they are not inputs of the next round and not retried (remove
     the record to retry one). Timeouts, signals, orphaned steps (their Snakemake was killed) and
-    trials held back by the failure budget are retried, and the next round waits for them."""
-    return {trial for trial, record in error_records(logs, steps, cycles=False)
-            if not retried(record.get("reason"), retry_on)}
+    trials held back by the failure budget are retried, and the next round waits for them.
+    `sources` ({step: files the step runs}): a record older than one of its step's files failed
+    under other code, and is retried like a missing result (the edit may have fixed it)."""
+    newest: dict[str, float] = {}
+    for step, files in (sources or {}).items():
+        for f in files:
+            try:
+                newest[step] = max(newest.get(step, 0.0), os.stat(f).st_mtime)
+            except OSError:
+                pass
+    out = set()
+    for step in steps:
+        for trial, record in error_records(logs, [step], cycles=False):
+            if retried(record.get("reason"), retry_on) or record.get("trial", trial) != trial \
+                    or record.get("step", step) != step:
+                continue
+            if step in newest:
+                try:
+                    if os.stat(Path(logs, step, f"{trial}.error.json")).st_mtime < newest[step]:
+                        continue
+                except OSError:
+                    continue
+            out.add(trial)
+    return out
 
 
 def _initial_configs(sweep) -> list[dict[str, Any]]:
@@ -335,20 +397,43 @@ def _initial_configs(sweep) -> list[dict[str, Any]]:
     return list(unique.values())
 
 
-def _trial_entries(sweep, configs: Iterable[dict[str, Any]], r: int, budget: Any, known: set[str]) -> list[dict[str, Any]]:
+def _trial_entries(sweep, configs: Iterable[dict[str, Any]], r: int, budget: Any, known: set[str],
+                   parents: Mapping[tuple[str, Any], str] | None = None) -> list[dict[str, Any]]:
+    """Round r's trial entries: each configuration once per seed. `parents` ((canonical JSON of
+    the configuration without the budget, seed) -> trial id of its previous rung): a promoted
+    configuration's trial continues from that trial's checkpoint (`resume_from`); None for a fresh
+    start. Halving's ids stay hashes of the parameters (the budget tells the rungs apart, so the
+    parent is determined by them)."""
     label = workload_label(sweep.workload)
     out = []
     for config in configs:
         for seed in sweep.seeds:
             params = {**config, "seed": seed}
             if budget is not None:
-                params[sweep.search.budget.param] = budget
+                params[budget_param(sweep)] = budget
             tid = trial_id(label, params)
             if tid in known:
                 continue
             known.add(tid)
-            out.append({"trial": tid, "params": params, "round": r, "budget": budget})
+            entry = {"trial": tid, "params": params, "round": r, "budget": budget}
+            if sweep.search.method in CONTINUE_METHODS:
+                entry["resume_from"] = (parents or {}).get((canonical_json(config), seed))
+            out.append(entry)
     return out
+
+
+def budget_param(sweep) -> str | None:
+    """The parameter a search sets as its budget (halving/hyperband: budget.param; pbt: pbt.param)."""
+    s = sweep.search
+    if s.method == "pbt":
+        return s.pbt.param if s.pbt else None
+    return s.budget.param if s.budget else None
+
+
+def _parents(doc: Mapping[str, Any], param: str) -> dict[tuple[str, Any], str]:
+    """(configuration without budget and seed, seed) -> trial id, for one round's trials."""
+    return {(canonical_json(config_of(t["params"], drop=("seed", param))), t["params"].get("seed")): t["trial"]
+            for t in doc["trials"]}
 
 
 def choose_round(cfg: SweepConfig, r: int, earlier: Sequence[dict[str, Any]], results: str | Path) -> dict[str, Any]:
@@ -396,8 +481,13 @@ def choose_round(cfg: SweepConfig, r: int, earlier: Sequence[dict[str, Any]], re
                     for g in scored
                 ],
             }
-        doc["trials"] = _trial_entries(sw, configs, r, budgets[r], known)
+        parents = _parents(earlier[-1], s.budget.param) if r else None
+        doc["trials"] = _trial_entries(sw, configs, r, budgets[r], known, parents)
         return doc
+    if s.method == "hyperband":
+        return _hyperband_round(cfg, r, earlier, results, doc, known)
+    if s.method == "pbt":
+        return _pbt_round(cfg, r, earlier, results, doc)
 
     # optuna: every earlier trial's result goes into the study, oldest round first
     history = []
@@ -414,7 +504,142 @@ def choose_round(cfg: SweepConfig, r: int, earlier: Sequence[dict[str, Any]], re
     return doc
 
 
+def _hyperband_round(cfg: SweepConfig, r: int, earlier: Sequence[dict[str, Any]], results: str | Path,
+                     doc: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Hyperband's round r: rung r of every bracket s >= r. Round 0 draws each bracket's points
+    (hyperband.sample_brackets); round r >= 1 promotes, within each bracket, the best of its
+    rung r - 1 (mean objective over seeds; a failed seed never promotes), whose trials continue
+    from their rung r - 1 trial (`resume_from`)."""
+    sw, s = cfg.sweep, cfg.sweep.search
+    plan = hyperband_plan(s.budget)
+    param = s.budget.param
+    fixed = flatten(sw.fixed)
+    doc["budget"] = None  # budgets differ per bracket: each entry carries its own
+    trials: list[dict[str, Any]] = []
+    brackets_doc = []
+    if r == 0:
+        drawn = hyperband.sample_brackets(sw.space, plan, s.seed)
+        for b in plan:
+            configs = [{**fixed, **point} for point in drawn.get(b.s, [])]
+            new = _trial_entries(sw, configs, 0, b.rungs[0].budget, known)
+            for e in new:
+                e.update(bracket=b.s, rung=0)
+            trials += new
+            brackets_doc.append({"s": b.s, "n": b.n, "rung": 0, "configs": len(configs),
+                                 "budget": b.rungs[0].budget, "from": "space"})
+    else:
+        prev = earlier[-1]
+        names = [m for m, _d in objectives(cfg)]
+        direction = objectives(cfg)[0][1]
+        metrics = {t["trial"]: trial_metrics(results, t["trial"], sw.steps) for t in prev["trials"]}
+        scored: dict[int, list[dict[str, Any]]] = {}
+        for b in plan:
+            if r < len(b.rungs):
+                scored[b.s] = score_configs([t for t in prev["trials"] if t.get("bracket") == b.s], metrics, names[:1])
+        scores = {b: [(g["key"], g["values"][0] if g["values"] else None) for g in groups]
+                  for b, groups in scored.items()}
+        promoted = hyperband.promote_brackets(plan, r, scores, direction)
+        for b in plan:
+            if r >= len(b.rungs):
+                continue
+            by_key = {g["key"]: g for g in scored[b.s]}
+            configs = [config_of(by_key[k]["config"], drop=(param,)) for k in promoted.get(b.s, [])]
+            bracket_prev = {**prev, "trials": [t for t in prev["trials"] if t.get("bracket") == b.s]}
+            new = _trial_entries(sw, configs, r, b.rungs[r].budget, known, _parents(bracket_prev, param))
+            for e in new:
+                e.update(bracket=b.s, rung=r)
+            trials += new
+            outcomes = hyperband.rung_outcomes(scores[b.s], b.rungs[r].configs, direction)
+            brackets_doc.append({
+                "s": b.s, "n": b.n, "rung": r, "configs": b.rungs[r].configs, "budget": b.rungs[r].budget,
+                "from": "promotion", "objective": names[0], "direction": direction,
+                "outcomes": [{**{k: v for k, v in o.items() if k != "key"},
+                              "config": config_of(by_key[o["key"]]["config"], drop=(param,)),
+                              "trials": by_key[o["key"]]["trials"]} for o in outcomes],
+            })
+    doc["selection"] = {"brackets": brackets_doc}
+    doc["trials"] = trials
+    return doc
+
+
+def _pbt_round(cfg: SweepConfig, g: int, earlier: Sequence[dict[str, Any]], results: str | Path,
+               doc: dict[str, Any]) -> dict[str, Any]:
+    """PBT's generation g. Generation 0 draws the population (pbt.initial_population); later, each
+    live member's score is the mean objective over seeds of its generation g - 1 trials, and
+    pbt.next_generation keeps, exploits (a top member's checkpoint, explored parameters) or ends
+    each member. A trial's id hashes its parent trial too (grid.trial_id): two members that reach
+    the same parameters from different checkpoints are different computations. `lineage` records
+    every member's generation (which checkpoint, which parameters, the trials it ran)."""
+    sw, s = cfg.sweep, cfg.sweep.search
+    pb = s.pbt
+    label = workload_label(sw.workload)
+    fixed = flatten(sw.fixed)
+    budget = pbt.generation_budget(g, pb.step)
+    direction = objectives(cfg)[0][1]
+    doc["budget"] = budget
+    lineage: list[dict[str, Any]] = []
+    parents: dict[tuple[int, Any], str] = {}
+    if g == 0:
+        members = [{"member": m, "generation": 0, "outcome": "initial", "continued_from": None, "params": p}
+                   for m, p in pbt.initial_population(sw.space, pb.population, s.seed).items()]
+        doc["selection"] = {"population": pb.population, "from": "space"}
+    else:
+        prev = earlier[-1]
+        live = {e["member"]: e for e in prev.get("lineage") or [] if e.get("params") is not None}
+        by_id = {t["trial"]: t for t in prev["trials"]}
+        name = objectives(cfg)[0][0]
+        scores: dict[int, float | None] = {}
+        for m, e in live.items():
+            values = []
+            for tid in e.get("trials") or []:
+                metrics = trial_metrics(results, tid, sw.steps) if tid in by_id else None
+                values.append(None if metrics is None else _finite(metrics.get(name)))
+            scores[m] = None if not values or any(v is None for v in values) else round(sum(values) / len(values), 12)
+            for seed, tid in zip(sw.seeds, e.get("trials") or []):
+                parents[(m, seed)] = tid
+        chosen = pbt.next_generation(sw.space, {m: e["params"] for m, e in live.items()}, scores, g, s.seed,
+                                     direction, pb.quantile, pb.factors, pb.resample_probability) if live else []
+        members = [c.lineage() for c in chosen]
+        ranked = sorted((c for c in chosen), key=lambda c: c.rank)
+        k = pbt.quantile_count(len(chosen), pb.quantile) if chosen else 0
+        doc["selection"] = {"population": pb.population, "quantile": pb.quantile, "objective": name,
+                            "direction": direction, "top": [c.member for c in ranked[:k] if c.score is not None],
+                            "bottom": [c.member for c in chosen if c.outcome in ("exploited", "dead")]}
+    trials: list[dict[str, Any]] = []
+    known: set[str] = set()
+    for entry in members:
+        if entry["params"] is None:  # dead: no donor, no trial
+            lineage.append({**entry, "trials": []})
+            continue
+        source = entry["continued_from"]["member"] if entry.get("continued_from") else None
+        ids = []
+        for seed in sw.seeds:
+            params = {**fixed, **entry["params"], "seed": seed, pb.param: budget}
+            parent = parents.get((source, seed)) if source is not None else None
+            tid = trial_id(label, params, parent)
+            ids.append(tid)
+            if tid not in known:  # two members, the same parameters and checkpoint: one computation
+                known.add(tid)
+                trials.append({"trial": tid, "params": params, "round": g, "budget": budget,
+                               "resume_from": parent, "member": entry["member"], "generation": g})
+        lineage.append({**entry, "trials": ids})
+    doc["lineage"] = lineage
+    doc["trials"] = trials
+    return doc
+
+
 # ---------------------------------------------------------------------------- what the user sees
+
+
+def _space_lines(space: dict[str, Any]) -> list[str]:
+    """The space's dimensions, a choice's values as the sweep file spells them (null, true,
+    false, "text"), never Python's None/True."""
+    out = []
+    for (name, dim), line in zip(dims(space), space_lines(space)):
+        if isinstance(dim, ChoiceDim):
+            line = f"{name} in [{', '.join(json.dumps(v) for v in dim.choice)}]"
+        out.append(line)
+    return out
 
 
 def describe(cfg: SweepConfig, plan_dir: str | Path | None = None) -> str:
@@ -423,7 +648,7 @@ def describe(cfg: SweepConfig, plan_dir: str | Path | None = None) -> str:
     s = sw.search
     seeds = len(sw.seeds)
     per = configs_per_round(sw, _start_size(sw))
-    dims_text = "; ".join(space_lines(sw.space)) if sw.space else "the grid's points"
+    dims_text = "; ".join(_space_lines(sw.space)) if sw.space else "the grid's points"
     seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
     if s.method in ("random", "sobol"):
         kind = "random points (numpy)" if s.method == "random" else "scrambled Sobol points (scipy.stats.qmc)"
@@ -440,6 +665,27 @@ def describe(cfg: SweepConfig, plan_dir: str | Path | None = None) -> str:
         )
         lines.append(f"  round 0 from {'sweep.grid' if sw.grid else f'{s.n_trials} random points of the space, seed {s.seed}'}"
                      f"; promotion by {cfg.report.objective.metric} ({cfg.report.objective.direction}), mean over seeds")
+    elif s.method == "hyperband":
+        plan = hyperband_plan(s.budget)
+        cont, scratch = hyperband.total_work(plan), hyperband.total_work(plan, continued=False)
+        lines.append(
+            f"snakesweep search: hyperband on {s.budget.param!r} (eta {s.budget.eta}), {len(plan)} brackets, "
+            f"{len(per)} rounds; configurations per round {' -> '.join(map(str, per))}{seeds_text}; "
+            f"total budget {cont * seeds:g} {s.budget.param} continuing from checkpoints "
+            f"({scratch * seeds:g} from scratch)"
+        )
+        lines.append("  brackets: " + "; ".join(
+            f"s={b.s}: " + " -> ".join(f"{r.configs}x{r.budget:g}" for r in b.rungs) for b in plan)
+            + f"; promotion by {cfg.report.objective.metric} ({cfg.report.objective.direction}), mean over seeds")
+    elif s.method == "pbt":
+        pb = s.pbt
+        lines.append(
+            f"snakesweep search: population-based training on {pb.param!r}, population {pb.population}, "
+            f"{pb.generations} generations of {pb.step:g} {pb.param}{seeds_text} (seed {s.seed}); total budget "
+            f"{pb.population * pb.generations * pb.step * seeds:g} {pb.param}; after each generation the bottom "
+            f"{pb.quantile:g} copies a top member's checkpoint (factors {pb.factors}, resample probability "
+            f"{pb.resample_probability:g}); objective {cfg.report.objective.metric} ({cfg.report.objective.direction})"
+        )
     else:
         lines.append(
             f"snakesweep search: optuna {sampler_name(cfg)}, {s.rounds} rounds of {s.batch} points{seeds_text} "

@@ -234,6 +234,19 @@ def workload_sources(plan: Mapping[str, Any] | None, root: str | Path = ".") -> 
     return {}
 
 
+def _own_error(root: Path, logs: str, step: str, trial: str, names: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """(file name, record) of the first error record among `names` that is this trial's and
+    step's: a record naming another trial or step (copied or left from elsewhere) is no failure
+    of this one. An unreadable record still fails the step (its content is unknown)."""
+    for name in names:
+        record = read_json_or_none(root / logs / step / name)
+        if not isinstance(record, dict):
+            return name, {}
+        if record.get("trial", trial) == trial and record.get("step", step) == step:
+            return name, record
+    return None
+
+
 def read_state(
     root: str | Path = ".",
     *,
@@ -371,11 +384,11 @@ def read_state(
                 cell.finished_after_interrupt = marker is not None
             elif cell.corrupt:
                 cell.state = "failed"
-            elif errs:
+            elif (own := _own_error(root, logs, step, trial, errs)) is not None:
+                name, cell.error = own
                 cell.state = "failed"
-                cell.error_file = os.path.join(logs, step, errs[0])
-                cell.log = os.path.join(logs, step, errs[0].removesuffix(".error.json") + ".log")
-                cell.error = read_json_or_none(root / cell.error_file) or {}
+                cell.error_file = os.path.join(logs, step, name)
+                cell.log = os.path.join(logs, step, name.removesuffix(".error.json") + ".log")
                 cell.reason = f"{cell.error.get('type') or 'error'}: {cell.error.get('message') or ''}"
             elif bad_upstream:
                 cell.state = "blocked"

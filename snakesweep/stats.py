@@ -76,15 +76,25 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchResult:
     """
     xa, xb = _clean(a), _clean(b)
     na, nb = len(xa), len(xb)
-    if na == 0 or nb == 0:
+    ma = math.fsum(xa) / na if na else None
+    mb = math.fsum(xb) / nb if nb else None
+    sa = math.sqrt(math.fsum((x - ma) ** 2 for x in xa) / (na - 1)) if na >= 2 else None
+    sb = math.sqrt(math.fsum((x - mb) ** 2 for x in xb) / (nb - 1)) if nb >= 2 else None
+    return welch_from_stats(ma, sa, na, mb, sb, nb)
+
+
+def welch_from_stats(
+    mean_a: float | None, std_a: float | None, n_a: int, mean_b: float | None, std_b: float | None, n_b: int
+) -> WelchResult:
+    """Welch's t-test from each side's mean, sample std (ddof 1) and count: what a trial's
+    aggregated measurement cycles keep (the cycle values themselves stay in the cycle files)."""
+    na, nb = int(n_a), int(n_b)
+    if na == 0 or nb == 0 or mean_a is None or mean_b is None:
         return WelchResult(na, nb, None, None, None, None, "no values on one side")
-    ma, mb = math.fsum(xa) / na, math.fsum(xb) / nb
-    diff = ma - mb
-    if na < 2 or nb < 2:
+    diff = float(mean_a) - float(mean_b)
+    if na < 2 or nb < 2 or std_a is None or std_b is None:
         return WelchResult(na, nb, diff, None, None, None, "fewer than 2 values on one side")
-    va = math.fsum((x - ma) ** 2 for x in xa) / (na - 1)
-    vb = math.fsum((x - mb) ** 2 for x in xb) / (nb - 1)
-    sa, sb = va / na, vb / nb
+    sa, sb = float(std_a) ** 2 / na, float(std_b) ** 2 / nb
     se2 = sa + sb
     if se2 == 0:
         return WelchResult(na, nb, diff, None, None, None, "zero variance on both sides")

@@ -1,6 +1,9 @@
-"""Live, read-only status of a sweep directory: what is done, failed, running and left.
+"""Live, read-only status of a sweep: what is done, failed, running and left.
 
-    python -m snakesweep.status [DIR] [--format text|json] [--recent-s 120]
+    python -m snakesweep.status [SWEEP] [--format text|json] [--recent-s 120]
+
+SWEEP is a sweep file, a sweep's directory (results/<name>/) or a checkout (its
+config/config.yaml); default: the current directory's config/config.yaml (layout.find_sweep).
 
 The state of every trial and step comes from snakesweep/state.py (the reader collect, the preview
 and the end-of-run summary use too). This module adds the run around it: whether Snakemake is
@@ -29,6 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+from .layout import find_sweep
 from .rounds import round_progress
 from .state import SERIAL_STEPS, SweepState, read_state
 
@@ -39,13 +44,16 @@ def sweep_status(
     recent_s: float = 120.0,
     now: float | None = None,
     results: str = "results",
-    logs: str = "logs",
+    logs: str | None = None,
     state: SweepState | None = None,
 ) -> dict[str, Any]:
     """Everything the status command prints, as a JSON-ready dict. Reads only.
 
-    `steps` defaults to the plan's selected steps (all three for an older plan)."""
+    `root` is the directory Snakemake runs in, `results` the sweep's directory relative to it
+    (its logs: `logs`, default <results>/logs). `steps` defaults to the plan's selected steps
+    (all three for an older plan)."""
     root = Path(root)
+    logs = str(Path(results, "logs")) if logs is None else logs
     now = time.time() if now is None else now
     st = state or read_state(root, results=results, logs=logs, steps=steps, recent_s=recent_s, now=now)
     steps = st.steps
@@ -98,6 +106,8 @@ def sweep_status(
                     "(run the same snakemake command to resume)")
     return {
         "dir": str(root.resolve()),
+        "sweep_dir": str((root / results).resolve()),
+        "plan_path": os.path.join(results, "plan", "trials.json"),
         "sweep_name": (st.plan or {}).get("sweep_name"),
         "search": search_status(st.plan, root / results),
         "plan": os.path.join(results, "plan", "trials.json") if st.plan else None,
@@ -176,9 +186,10 @@ def format_text(st: dict[str, Any], max_failed: int = 20) -> str:
     name = st["sweep_name"] or "?"
     lines = []
     if st["plan"] is None:
-        lines.append(f"{st['dir']}: no plan yet (results/plan/trials.json is missing; run snakemake first)")
+        plan = st.get("plan_path") or "results/<name>/plan/trials.json"
+        lines.append(f"{st.get('sweep_dir', st['dir'])}: no plan yet ({plan} is missing; run snakemake first)")
     else:
-        lines.append(f"sweep {name!r} in {st['dir']}: {st['planned']} trials planned")
+        lines.append(f"sweep {name!r} in {st.get('sweep_dir', st['dir'])}: {st['planned']} trials planned")
         sr = st.get("search")
         if sr and sr.get("rounds_dir"):
             more = (f"; the {sr['rounds'] - sr['chosen']} round(s) left can add up to {sr['later_trials']} trials "
@@ -232,16 +243,20 @@ def format_text(st: dict[str, Any], max_failed: int = 20) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m snakesweep.status",
-                                 description="Read-only status of a sweep directory (takes no lock, writes nothing).")
-    ap.add_argument("dir", nargs="?", default=".", help="the directory snakemake runs in (default: .)")
+                                 description="Read-only status of a sweep (takes no lock, writes nothing).")
+    ap.add_argument("sweep", nargs="?", default=None,
+                    help="a sweep file, a sweep's directory (results/<name>) or a checkout "
+                         "(default: config/config.yaml of the current directory)")
     ap.add_argument("--format", choices=["text", "json"], default="text")
     ap.add_argument("--recent-s", type=float, default=120.0,
                     help="a log written this recently counts as activity (default 120)")
     args = ap.parse_args(argv)
-    if not Path(args.dir).is_dir():
-        print(f"snakesweep.status: {args.dir} is not a directory", file=sys.stderr)
+    try:
+        root, results = find_sweep(args.sweep)
+    except ConfigError as err:
+        print(f"snakesweep.status: {err}", file=sys.stderr)
         return 2
-    st = sweep_status(args.dir, recent_s=args.recent_s)
+    st = sweep_status(root, results=results, recent_s=args.recent_s)
     if args.format == "json":
         print(json.dumps(st, indent=2))
     else:

@@ -122,6 +122,7 @@ def _run_step(
     output: str | Path,
     body: Callable[[dict[str, Any], str], dict[str, Any]],
     device: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Time `body(params, device)` and write its metrics as the step's result record.
 
@@ -130,33 +131,98 @@ def _run_step(
     params = trial_params(plan, trial)
     requested = str(params.get("device", plan["device"]))
     device = device or resolve_device(requested, torch_free=isinstance(plan["workload"], dict))
+    from .threads import apply_torch_threads
+
+    apply_torch_threads()  # the trial's threads (snakesweep/threads.py), if the workload imported torch
     started, t0 = utc_now(), time.perf_counter()
     metrics = body(params, device)
     record = result_record(
         trial=trial, step=step, params=params, metrics=metrics, started_at=started, ended_at=utc_now(),
         duration_s=time.perf_counter() - t0, device=device, sweep_hash=plan["sweep_hash"],
     )
+    record.update(extra or {})
     atomic_write_json(output, record)
     return record
+
+
+def _accepts_resume(fn: Any) -> bool:
+    """Whether a module workload's train takes `resume_dir` (or **kwargs); read from its code
+    object, not with `inspect` (~10 ms per step process)."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return False
+    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    return "resume_dir" in names or bool(code.co_flags & 0x08)  # CO_VARKEYWORDS
+
+
+def continuation(plan: dict[str, Any], trial: str, output: str | Path, *, command: bool) -> tuple[Path | None, dict[str, Any]]:
+    """(resume_dir, what the train record says about it) for a trial of a search that continues
+    from checkpoints (halving, hyperband, pbt: the plan's round entry names `resume_from`).
+
+    resume_dir is the parent trial's train directory (a module workload's `trials/{parent}/`, a
+    command's `trials/{parent}/train/`), read-only to the workload. The record keeps this
+    trial's `code_digest` and `resumed_from: {trial, budget, code_digest}`. A parent trained by
+    other code (another digest) is no valid checkpoint: the trial trains from scratch instead, and
+    its record says why (`resume_refused`); a resumed result is never built on a stale checkpoint."""
+    from .workloads import code_digest
+
+    digest = code_digest(plan["workload"], "train")
+    info: dict[str, Any] = {"code_digest": digest}
+    entry = next((t for t in plan["trials"] if t["trial"] == trial), {})
+    parent = entry.get("resume_from")
+    if "resume_from" not in entry:
+        return None, info
+    info["resumed_from"] = None
+    if not parent:
+        return None, info
+    from .results import load_result
+
+    trials_dir = Path(output).parent.parent
+    record, problem = load_result(trials_dir / parent / "train.json", parent, "train")
+    if record is None:
+        info["resume_refused"] = f"the parent trial's train result is unusable ({problem})"
+    elif record.get("code_digest") != digest:
+        info["resume_refused"] = (f"the parent trial {parent} was trained by other workload code "
+                                  f"(code digest {record.get('code_digest')}, now {digest})")
+    if "resume_refused" in info:
+        _log(f"snakesweep: not continuing from {parent}: {info['resume_refused']}; training from scratch")
+        return None, info
+    assert record is not None
+    param = ((plan.get("search") or {}).get("budget_param"))
+    info["resumed_from"] = {"trial": parent, "budget": record["params"].get(param) if param else None,
+                            "code_digest": record.get("code_digest")}
+    return trials_dir / parent / ("train" if command else ""), info
 
 
 def train(trial: str, plan_path: str | Path, data: str | Path, output: str | Path) -> dict[str, Any]:
     plan = load_plan(plan_path)
     data_dir = Path(data).parent
     command = _command(plan)
+    resume_dir, extra = continuation(plan, trial, output, command=command is not None)
     if command is not None:
         from .workloads import command as cmd
 
         out_dir = fresh_step_dir(output)
         body = lambda p, dev: cmd.run_train(  # noqa: E731
-            command, p, out_dir=out_dir, data_dir=data_dir, trial=trial, device=dev, log=_log
+            command, p, out_dir=out_dir, data_dir=data_dir, trial=trial, device=dev, log=_log, resume_dir=resume_dir
         )
     else:
         workload = _module(plan, "train")
         out_dir = Path(output).parent
         out_dir.mkdir(parents=True, exist_ok=True)
-        body = lambda p, dev: workload.train(nest(p), out_dir, data_dir=data_dir, device=dev)  # noqa: E731
-    return _run_step("train", trial, plan, output, body)
+        if _accepts_resume(workload.train):
+            body = lambda p, dev: workload.train(  # noqa: E731
+                nest(p), out_dir, data_dir=data_dir, device=dev, resume_dir=resume_dir
+            )
+        else:  # a train without resume_dir keeps today's behaviour: every rung from scratch
+            if extra.get("resumed_from"):
+                extra["resumed_from"] = None
+                extra["resume_refused"] = "the workload's train takes no resume_dir"
+            body = lambda p, dev: workload.train(nest(p), out_dir, data_dir=data_dir, device=dev)  # noqa: E731
+    if extra.get("resumed_from"):
+        _log(f"snakesweep: continuing from {resume_dir} (trial {extra['resumed_from']['trial']}, "
+             f"budget {extra['resumed_from']['budget']})")
+    return _run_step("train", trial, plan, output, body, extra=extra)
 
 
 def evaluate(trial: str, plan_path: str | Path, data: str | Path, train_result: str | Path, output: str | Path):
@@ -239,15 +305,80 @@ def measure(
 
 
 def measure_aggregate(trial: str, plan_path: str | Path, cycles: list[str], output: str | Path):
-    """Cycles -> measure.json; no workload, no torch: the device is the one the cycles ran on."""
+    """Cycles -> measure.json; no workload, no torch: the device is the one the cycles ran on, and
+    the library versions are the cycles' (this process never imports torch, the cycles did)."""
     from .measure import aggregate_cycles
 
     records = [read_json(c) for c in cycles]
-    return _run_step(
-        "measure", trial, load_plan(plan_path), output,
-        lambda p, dev: {**aggregate_cycles([r["metrics"] for r in records]), "cycle_files": list(cycles)},
-        device=records[0]["device"],
+    plan = load_plan(plan_path)
+    started, t0 = utc_now(), time.perf_counter()
+    metrics = {**aggregate_cycles([r["metrics"] for r in records]), "cycle_files": list(cycles)}
+    record = result_record(
+        trial=trial, step="measure", params=trial_params(plan, trial), metrics=metrics, started_at=started,
+        ended_at=utc_now(), duration_s=time.perf_counter() - t0, device=records[0]["device"],
+        sweep_hash=plan["sweep_hash"],
     )
+    seen = [r.get("versions") or {} for r in records]
+    for name in dict.fromkeys(k for v in seen for k in v):
+        found = list(dict.fromkeys(v.get(name) for v in seen if v.get(name) is not None))
+        # the version the cycles measured with; several (an upgrade between cycles) are all named
+        record["versions"][name] = found[0] if len(found) == 1 else " | ".join(found) if found else None
+    atomic_write_json(output, record)
+    return record
+
+
+DEBUG_ENV = "SNAKESWEEP_DEBUG"  # set (to anything but 0): a failed step's log keeps snakesweep's own frames
+_PACKAGE = Path(__file__).resolve().parent
+# the built-in workloads are the user's side of a traceback, like a user's own module
+_WORKLOAD_FILES = {"digits_mlp.py", "causal_lm.py", "inference_model.py"}
+
+
+def _ours(filename: str) -> bool:
+    """A frame of snakesweep's machinery (or of the import system loading the user's module)."""
+    if filename.startswith("<frozen ") or "/importlib/" in filename:
+        return True
+    path = Path(filename).resolve()
+    if _PACKAGE not in path.parents:
+        return False
+    return not (path.parent.name == "workloads" and path.name in _WORKLOAD_FILES)
+
+
+def user_traceback(exc: BaseException):
+    """The traceback of `exc` from the first frame of the user's code on (None: no such frame)."""
+    tb = exc.__traceback__
+    while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
+
+
+def report_failure(exc: BaseException) -> str:
+    """Print what a user needs of a step's exception into the log; the one-line message returned.
+
+    A command workload's own output (its traceback, in its stderr) is already in the log above:
+    nothing more is printed. A module workload's traceback starts at its own frames. Frames of
+    snakesweep (steps.py, the loaders, command.py) appear only with SNAKESWEEP_DEBUG=1."""
+    import os
+    import traceback
+
+    message = str(exc)
+    command = sys.modules.get("snakesweep.workloads.command")
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exc()
+        return message
+    if command is not None and isinstance(exc, command.CommandError):
+        # the last output is in the log just above: the headline alone, once
+        first = message.split("\n", 1)[0]
+        if "\n" in message:
+            first = first.removesuffix(";").removesuffix("; its last output:").removesuffix(" Hydra said:")
+            first += " (its output is above)"
+        return first
+    tb = user_traceback(exc)
+    if tb is not None:
+        traceback.print_exception(type(exc), exc, tb)
+    elif isinstance(exc, SyntaxError):
+        print("".join(traceback.format_exception_only(type(exc), exc)), end="", flush=True)
+    sys.stderr.flush()
+    return message + f" ({DEBUG_ENV}=1 shows snakesweep's own frames)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,11 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             measure_aggregate(a.trial, a.plan, a.cycles, a.output)
     except Exception as exc:
-        import traceback
-
-        traceback.print_exc()
+        headline = report_failure(exc)
         exception_record(a.log, a.trial, a.step, exc)
-        print(f"snakesweep: {a.step} {a.trial} FAILED: {type(exc).__name__}: {exc}", flush=True)
+        print(f"snakesweep: {a.step} {a.trial} FAILED: {type(exc).__name__}: {headline}", flush=True)
         return 1
     print(f"snakesweep: {a.step} {a.trial} finished {utc_now()}", flush=True)
     return 0

@@ -1,6 +1,7 @@
 """The lines a run ends with, after success and after failures alike.
 
-    end_of_run_summary(results="results", logs="logs") -> list[str]
+    end_of_run_summary(results="results/<name>", logs="results/<name>/logs") -> list[str]
+    unfinished(results) -> str | None      (why the run's exit code must not be 0)
 
 The workflow's ``onsuccess:`` and ``onerror:`` handlers print these lines: how many trials are
 ok, failed and pending (every failed one with its error and log, up to 20), the best
@@ -9,8 +10,9 @@ report outputs that could not be made (results/report/problems.*.json), and wher
 are. A search in rounds (halving, optuna) also says how many rounds are chosen, and that a trial that
 failed for good is not retried (snakesweep/search.py: final_failures). It reads files only
 (summary.csv, the plan and its round files, best.json, the problem notes), never raises, and
-imports nothing heavy, so a handler can always call it. ``python -m snakesweep.summary [DIR]``
-prints the same for a sweep directory.
+imports nothing heavy, so a handler can always call it. ``python -m snakesweep.summary [SWEEP]``
+prints the same for a sweep (a sweep file, a sweep's directory or a checkout; default the
+checkout's config/config.yaml: snakesweep.layout.find_sweep), and exits 1 unless every trial is ok.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .report import report_problem_lines  # standard library only at import
+from .errors import ConfigError
+from .layout import find_sweep
+from .report import report_problem_lines, report_targets  # standard library only at import
 from .results import RETRY_ON, read_json_or_none
 from .rounds import round_progress
 
 MAX_FAILED = 20
+BUDGET_TYPE = "FailureBudget"  # the error type of a trial the failure budget never started
 # (path under results/, what it answers); the order of the final lines
 REPORTS = (
     ("summary.csv", "one row per planned trial: status, parameters, metrics, error"),
@@ -82,7 +87,7 @@ def search_of(results: str | Path) -> dict[str, Any] | None:
             "retry_on": list(retry_on)}
 
 
-def _retry_text(search: Mapping[str, Any] | None) -> str:
+def _retry_text(search: Mapping[str, Any] | None, logs: str | Path = "logs") -> str:
     if not search:
         return "re-run the same command to retry failed and missing trials."
     why = ", ".join(search.get("retry_on") or []) or "none"
@@ -90,18 +95,27 @@ def _retry_text(search: Mapping[str, Any] | None) -> str:
             f"only for a reason in failures.retry_on ({why}) or when the failure budget held them back; a "
             "trial that failed for good (an exception, a "
             "non-zero exit) is not retried and the search goes on without it (delete its "
-            "logs/<step>/<trial>.error.json to retry it).")
+            f"{Path(logs).as_posix()}/<step>/<trial>.error.json to retry it).")
+
+
+def held_back(row: Mapping[str, Any]) -> bool:
+    """A trial the failure budget never started (its error record's type, snakesweep/supervise.py):
+    not a failure of its own."""
+    return f": {BUDGET_TYPE}: " in (row.get("error") or "")
 
 
 def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs",
-                search: Mapping[str, Any] | None = None) -> list[str]:
-    """Counts of ok / failed / pending trials; the failed ones with their error and log.
-    `search` (:func:`search_of`): a search in rounds, whose re-run retries less."""
-    counts = {"ok": 0, "failed": 0, "pending": 0}
+                search: Mapping[str, Any] | None = None, results: str | Path | None = None) -> list[str]:
+    """Counts of ok / failed / not started (failure budget) / pending trials; the failed ones
+    with their error and log. `search` (:func:`search_of`): a search in rounds, whose re-run
+    retries less; `results`: the sweep's directory, for the paths the lines name."""
+    counts = {"ok": 0, "failed": 0, "budget": 0, "pending": 0}
     failed = []
     for r in rows:
         status = (r.get("status") or "").strip() or "pending"
-        if status in ("failed", "corrupt"):
+        if status in ("failed", "corrupt") and held_back(r):
+            counts["budget"] += 1
+        elif status in ("failed", "corrupt"):
             counts["failed"] += 1
             failed.append(r)
         elif status == "ok":
@@ -109,16 +123,18 @@ def trial_lines(rows: list[dict[str, str]], logs: str | Path = "logs",
         else:
             counts["pending"] += 1
     n = len(rows)
-    lines = [f"snakesweep: {n} trial{'s' if n != 1 else ''}: {counts['ok']} ok, {counts['failed']} failed, "
-             f"{counts['pending']} pending"]
-    if counts["failed"] or counts["pending"]:
+    res = Path(results if results is not None else Path(logs).parent).as_posix()
+    budget = f", {counts['budget']} not started (failure budget)" if counts["budget"] else ""
+    lines = [f"snakesweep: {n} trial{'s' if n != 1 else ''}: {counts['ok']} ok, {counts['failed']} failed"
+             f"{budget}, {counts['pending']} pending"]
+    if counts["failed"] or counts["pending"] or counts["budget"]:
         lines.append(
-            f"snakesweep: {counts['failed']} of {n} trials failed and {counts['pending']} did not finish; "
-            f"results/summary.csv lists every trial (status, error); {_retry_text(search)}"
+            f"snakesweep: {counts['failed']} of {n} trials failed{budget} and {counts['pending']} did not finish; "
+            f"{res}/summary.csv lists every trial (status, error); {_retry_text(search, logs)}"
         )
     if search and search.get("chosen") is not None and search.get("rounds") and search["chosen"] < search["rounds"]:
         lines.append(f"snakesweep: {search.get('method')} search: {search['chosen']} of {search['rounds']} rounds "
-                     "chosen so far (results/plan/rounds/); the same command continues it")
+                     f"chosen so far ({res}/plan/rounds/); the same command continues it")
     for r in failed[:MAX_FAILED]:
         log = r.get("error_log") or ""
         if not log:
@@ -168,14 +184,27 @@ def best_lines(best: Any) -> list[str]:
     return lines
 
 
+def expected_plots(results: str | Path) -> set[str] | None:
+    """The plot files the sweep's plan makes (the search's figure only for a search); None
+    without a readable plan."""
+    plan = read_json_or_none(Path(results, "plan", "trials.json"))
+    if not isinstance(plan, Mapping):
+        return None
+    search = plan.get("search")
+    method = search.get("method") if isinstance(search, Mapping) else None
+    return {Path(t).name for t in report_targets(results=str(results), search=method) if "/plots/" in t}
+
+
 def report_lines(results: str | Path) -> list[str]:
-    """Where the reports are (the ones that exist)."""
+    """Where the reports are (the ones that exist): plots only the sweep's own (:func:`expected_plots`),
+    never a figure another search left in the directory."""
     root = Path(results)
     found = []
+    own = expected_plots(root)
     for rel, what in REPORTS:
         p = root / rel
         if rel.endswith("/"):
-            n = len(list(p.glob("*.png"))) if p.is_dir() else 0
+            n = len([f for f in p.glob("*.png") if own is None or f.name in own]) if p.is_dir() else 0
             if n:
                 found.append((f"{root.as_posix()}/{rel}", f"{n} {what}"))
         elif p.is_file():
@@ -194,7 +223,7 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         rows = _read_rows(summary)
         if rows is None:
             return [f"snakesweep: no trial summary yet ({summary.as_posix()} does not exist)"]
-        lines = trial_lines(rows, logs, search_of(root))
+        lines = trial_lines(rows, logs, search_of(root), root)
         best_path = root / "best.json"
         if best_path.exists():
             lines += best_lines(read_json_or_none(best_path))
@@ -210,11 +239,57 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         return [f"snakesweep: no end-of-run summary ({type(err).__name__}: {err})"]
 
 
+def unfinished(results: str | Path = "results") -> str | None:
+    """Why the run must not exit 0 (None: every planned trial is ok): a trial failed, was held
+    back by the failure budget or is still pending (error records from earlier runs included:
+    a search's final failures are final), rounds of a search are not all chosen, or there is
+    no summary. The workflow's ``onsuccess`` ends the run with status 1 when this says why."""
+    try:
+        root = Path(results)
+        rows = _read_rows(root / "summary.csv")
+        if rows is None:
+            return f"no trial summary ({(root / 'summary.csv').as_posix()})"
+        bad = [r for r in rows if (r.get("status") or "").strip() != "ok"]
+        search = search_of(root)
+        if bad:
+            return f"{len(bad)} of {len(rows)} planned trials did not finish ok"
+        if search and search.get("chosen") is not None and search.get("rounds") and search["chosen"] < search["rounds"]:
+            return f"{search['chosen']} of {search['rounds']} search rounds chosen"
+        return None
+    except Exception as err:  # noqa: BLE001 - a verdict that cannot be read is no success
+        return f"the summary could not be read ({type(err).__name__}: {err})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    base = Path(args[0]) if args else Path(".")
-    print("\n".join(end_of_run_summary(base / "results", base / "logs")))
-    return 0
+    """`python -m snakesweep.summary [SWEEP]`: the end-of-run lines of a sweep; exit 1 unless
+    every planned trial is ok, 2 when the sweep cannot be found."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    fmt = "text"  # issue 20: --format markdown (snakesweep.markdown) pastes into a pull request as it is
+    for i, a in enumerate(args):
+        if a == "--format" or a.startswith("--format="):
+            fmt = a.partition("=")[2] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i:i + (1 if "=" in a else 2)]
+            break
+    if len(args) > 1 or (args and args[0] in ("-h", "--help")) or fmt not in ("text", "markdown"):
+        print("usage: python -m snakesweep.summary [--format text|markdown] [SWEEP]  (a sweep file, a sweep's "
+              "directory or a checkout; default: config/config.yaml)", file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    try:
+        root, sweep = find_sweep(args[0] if args else None)
+    except ConfigError as err:
+        print(f"snakesweep: {err}", file=sys.stderr)
+        return 2
+    results = Path(root, sweep)
+    if not results.is_dir():
+        print(f"snakesweep: {results.as_posix()}: the sweep has not run yet (no such directory)", file=sys.stderr)
+        return 2
+    if fmt == "markdown":
+        from .markdown import summary_markdown
+
+        print(summary_markdown(results))
+    else:
+        print("\n".join(end_of_run_summary(results, results / "logs")))
+    return 1 if unfinished(results) else 0
 
 
 if __name__ == "__main__":

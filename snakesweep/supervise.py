@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-# plan, rounds, results and procs import only the standard library: nothing heavy before the fork
-from .plan import load_plan
-from .procs import die_with_parent, parent_pid
+# plan, rounds, results, procs and threads import only the standard library: nothing heavy before the fork
+from .plan import load_plan, trial_params
+from .procs import become_subreaper, die_with_parent, parent_pid, reap_adopted
 from .results import (
     ATTEMPT_ENV,
     BUDGET_REASON,
@@ -35,6 +35,7 @@ from .results import (
     retried,
     write_error_record,
 )
+from .threads import job_threads, thread_env, usable_cpus
 
 KILL_GRACE_S = 5.0
 # written by the workflow's `onstart` in the logs directory: when this run began, so that the
@@ -42,6 +43,8 @@ KILL_GRACE_S = 5.0
 RUN_MARKER = ".snakesweep-run.json"
 # which `timeout_s` key bounds each step
 TIMEOUT_KEY = {"prepare_data": "train", "measure_aggregate": "measure"}
+# the steps of a trial that run its workload: they get the trial's threads (snakesweep/threads.py)
+TRIAL_STEPS = ("train", "eval", "measure")
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -51,6 +54,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--plan", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output")  # also the step's: passed on to it (see _supervise)
     return parser.parse_known_args(argv)
 
 
@@ -76,6 +80,37 @@ def previous_failure(log: Path, since: float | None) -> dict | None:
         return None
     record = read_json_or_none(path)
     return record if isinstance(record, dict) else None
+
+
+def attempt_marker_path(log: Path) -> Path:
+    """Beside the log while an attempt runs (logs/{step}/{trial}.attempt.json); the supervisor
+    removes it however the attempt ends, unless it is killed itself (SIGKILL, a lost node)."""
+    return log.with_name(log.name.removesuffix(".log") + ".attempt.json")
+
+
+def unrecorded_attempt(log: Path, since: float | None) -> tuple[dict | None, bool]:
+    """(the attempt an earlier supervisor left running, whether it belongs to this run).
+
+    Snakemake empties the log before each attempt, so an attempt whose supervisor was killed
+    would otherwise vanish without a word: the marker is what is left of it."""
+    path = attempt_marker_path(log)
+    marker = read_json_or_none(path)
+    if not isinstance(marker, dict):
+        return None, False
+    try:
+        this_run = since is not None and path.stat().st_mtime >= since
+    except OSError:
+        return None, False
+    return marker, this_run
+
+
+def _killed_record(marker: dict) -> dict:
+    n = int(marker.get("attempt", 1))
+    return {
+        "attempt": n, "reason": "signal", "type": "Killed",
+        "message": f"attempt {n} ended without a record (killed? its supervisor, pid {marker.get('pid')}, "
+                   "died without a word: SIGKILL from the out-of-memory killer or kill -9, or a lost node)",
+    }
 
 
 def _describe(record: dict) -> str:
@@ -145,6 +180,8 @@ def _run_child(step_argv: list[str], log_fd: int, env: dict[str, str], parent: i
     code = 1
     try:
         os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the supervisor's handlers are not the step's
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         die_with_parent(parent)  # a killed supervisor (kill -9 of the whole run) takes the step along
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
@@ -238,15 +275,39 @@ def _signal_message(code: int) -> tuple[str, str]:
     return sig.name, f"the step's process died from {sig.name}{hint}"
 
 
+def _interrupted(signum, _frame):  # Ctrl-C or SIGTERM before the step's process exists
+    sys.exit(128 + signum)
+
+
 def supervise(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     args, rest = _parse(argv)
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    marker = attempt_marker_path(log)
+    try:
+        return _supervise(args, rest, log, marker)
+    finally:
+        marker.unlink(missing_ok=True)  # this attempt ended here: a record or the result says how
+
+
+def _supervise(args: argparse.Namespace, rest: list[str], log: Path, marker: Path) -> int:
     logs = log.parent.parent
     record = dict(trial=args.trial, step=args.step)
     plan = load_plan(args.plan)
     since = run_started(logs)
     before = previous_failure(log, since)
+    killed, this_run = unrecorded_attempt(log, since)
+    if killed is not None and before is None:
+        if this_run:  # a Snakemake retry of an attempt whose supervisor was killed: record it now
+            before = _killed_record(killed)
+            write_error_record(log, reason=before["reason"], type_=before["type"], message=before["message"],
+                               attempt=before["attempt"], **record)
+        else:
+            with open(log, "a") as out:
+                print(f"snakesweep: the last attempt, in an earlier run, ended without a record (killed with "
+                      f"its run? its supervisor was pid {killed.get('pid')}); this is this run's first attempt", file=out)
     attempt = int(before.get("attempt", 1)) + 1 if before else 1
     retry_on = (plan.get("failures") or {}).get("retry_on", list(RETRY_ON))
     if before and not retried(before.get("reason"), retry_on):
@@ -267,19 +328,35 @@ def supervise(argv: list[str]) -> int:
             return 1
     error_record_path(log).unlink(missing_ok=True)  # a retry starts clean
     timeout = _timeout_for(plan, args.step) * attempt
-    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), ATTEMPT_ENV: str(attempt)}
     os.environ[ATTEMPT_ENV] = str(attempt)  # for the records this process writes
+    threads, why = _threads(plan, args)
+    if why:
+        msg = f"{args.step} not started: {why}"
+        with open(log, "a") as out:
+            print(f"snakesweep: {msg}", file=out)
+        write_error_record(log, reason="threads", type_="ThreadsUnavailable", message=msg, **record)
+        return 1
+    env = {**thread_env(threads), ATTEMPT_ENV: str(attempt)}
     step_argv = [args.step, "--trial", args.trial, "--plan", args.plan, "--log", args.log, *rest]
+    if args.output is not None:
+        step_argv += ["--output", args.output]
     if attempt > 1:
         with open(log, "a") as out:
             print(f"snakesweep: attempt {attempt} (the last one failed: {before.get('reason')}); "
                   f"timeout {timeout:g} s\n{_describe(before)}", file=out)
+    from .results import atomic_write_json
+
+    atomic_write_json(marker, {"attempt": attempt, "pid": os.getpid(), "started": time.time(), "threads": threads})
+    # every descendant, however it detached (its own session, a double fork), is re-parented
+    # to this process when its parent dies: killed and reaped when the step ends (_leftovers)
+    become_subreaper()
     with open(log, "a") as out:
         pid = _start(step_argv, out, env)
         fd = _pidfd(pid)
 
         def forward(signum, _frame):  # Ctrl-C, scancel: take the child's whole group down too
             _kill_group(pid, fd)
+            _leftovers(out, args.step, grace_s=1.0)
             sys.exit(128 + signum)
 
         signal.signal(signal.SIGTERM, forward)
@@ -293,8 +370,11 @@ def supervise(argv: list[str]) -> int:
                 break
             if left <= POLL_S:
                 _kill_group(pid, fd)
+                killed = _leftovers(out, args.step)
                 key = TIMEOUT_KEY.get(args.step, args.step)
                 msg = f"{args.step} ran longer than {timeout:g} s (timeout_s.{key} x attempt {attempt}) and was killed"
+                if killed:
+                    msg += f", with {len(killed)} detached process(es) it had started"
                 print(f"snakesweep: {msg}", file=out, flush=True)
                 write_error_record(log, reason="timeout", type_="Timeout", message=msg, **record)
                 return 1
@@ -302,11 +382,15 @@ def supervise(argv: list[str]) -> int:
                 # Snakemake was killed (kill -9, lost node): stop, so that a re-run's job for
                 # this step never runs beside this one (a second measurement would be contaminated)
                 _kill_group(pid, fd)
+                _leftovers(out, args.step)
                 msg = f"the Snakemake process that started {args.step} died; the step was stopped"
                 print(f"snakesweep: {msg}", file=out, flush=True)
                 write_error_record(log, reason="orphaned", type_="Orphaned", message=msg, **record)
                 return 1
+        killed = _leftovers(out, args.step)
     if code == 0:
+        if killed and args.output:
+            _note_leftovers(Path(args.output), killed)
         return 0
     if error_record_path(log).exists():  # the step recorded its own exception
         return code
@@ -315,12 +399,48 @@ def supervise(argv: list[str]) -> int:
         write_error_record(log, reason="signal", type_=name, message=msg, **record)
     else:
         tail = log.read_text(errors="replace").splitlines()[-20:]
-        write_error_record(
-            log, reason="exit", type_="ExitStatus",
-            message=f"the step exited with status {code} after {time.monotonic() - start:.1f} s",
-            traceback_tail="\n".join(tail), **record,
-        )
+        msg = f"the step exited with status {code} after {time.monotonic() - start:.1f} s"
+        write_error_record(log, reason="exit", type_="ExitStatus", message=msg, traceback_tail="\n".join(tail), **record)
+    with open(log, "a") as out:  # the step could not say it: its log would end at "...started"
+        print(f"snakesweep: {args.step} {args.trial} attempt {attempt} FAILED: {msg}", file=out)
     return 1
+
+
+LEFTOVER_NOTE = ("processes the step started were still running when it ended (detached: their own session "
+                 "or a double fork); the supervisor killed them, so nothing of a trial outlives its step")
+
+
+def _leftovers(out, step: str, grace_s: float = KILL_GRACE_S) -> list[str]:
+    """Kill and reap what the step left running (re-parented to this subreaper); say so in the log."""
+    killed = reap_adopted(grace_s=grace_s)
+    if killed:
+        shown = "; ".join(killed[:5]) + (f"; and {len(killed) - 5} more" if len(killed) > 5 else "")
+        print(f"snakesweep: {step} left {len(killed)} process(es) running, killed: {shown}", file=out, flush=True)
+    return killed
+
+
+def _note_leftovers(output: Path, killed: list[str]) -> None:
+    """A successful step's result says how many processes it left behind (`leftover_processes`)."""
+    from .results import atomic_write_json
+
+    result = read_json_or_none(output)
+    if isinstance(result, dict):
+        result["leftover_processes"] = {"count": len(killed), "killed": killed[:20], "note": LEFTOVER_NOTE}
+        atomic_write_json(output, result)
+
+
+def _threads(plan: dict, args: argparse.Namespace) -> tuple[int, str | None]:
+    """The step's threads (the trial's `threads` parameter, else the job's), checked against what
+    the job may use (snakesweep/threads.py); steps without a trial's workload get the job's."""
+    if args.step not in TRIAL_STEPS:
+        return args.threads, None
+    try:
+        requested = trial_params(plan, args.trial).get("threads")
+    except KeyError:  # not in the plan: the step says so itself
+        requested = None
+    if isinstance(requested, bool) or not isinstance(requested, int):
+        requested = None  # the parse-time check refuses such a value; never here
+    return job_threads(requested, args.threads, usable_cpus())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "workloads" / "toy.py"
 
 
+def sweep_dir(cfg: dict) -> str:
+    """The directory a sweep writes everything to (results/<sweep.name>/ or sweep.dir), relative
+    to the directory Snakemake runs in: the rules' RESULTS."""
+    sweep = cfg["sweep"]
+    return layout.sweep_dir(sweep["name"], sweep.get("dir"))
+
+
+def default_sweep_dir() -> str:
+    """The directory of the checkout's default sweep (config/config.yaml)."""
+    return layout.sweep_dir_of_file(REPO / layout.DEFAULT_SWEEP_FILE)
+
+
 def copy_workflow(dest: Path) -> Path:
     """What a user has after `git clone`: workflow, package, config and profiles."""
     return layout.copy_workflow(dest, REPO)
@@ -50,6 +62,10 @@ class Workdir:
             [sys.executable, "-m", "snakemake", *args], cwd=self.path,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
+
+    def sweep(self, name: str = "toy") -> Path:
+        """The directory of the sweep called `name` (results/<name>/), inside this checkout."""
+        return self.path / layout.sweep_dir(name)
 
     def read_csv(self, rel: str) -> list[dict[str, str]]:
         with open(self.path / rel) as fh:

@@ -274,7 +274,7 @@ def test_a_saved_model_swept_over_batch_size_end_to_end(workdir, model_dir):
     path = workdir.write_config(llm_config(str(model_dir), batch_size=[1, 16]))
     proc = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(proc, "train") == 0
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/llm/summary.csv")
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
     saved = {int(r["batch_size"]): r for r in rows if r["model"] == str(model_dir)}
     assert sorted(saved) == [1, 16]
@@ -282,7 +282,7 @@ def test_a_saved_model_swept_over_batch_size_end_to_end(workdir, model_dir):
         assert all(float(r[key]) > 0 for r in rows), key
     # 16 requests per call on a tiny model: far more tokens/s than one (seen: ~10x on 2 loaded cores)
     assert float(saved[16]["output_tokens_per_s"]) > 2 * float(saved[1]["output_tokens_per_s"])
-    records = [json.loads(p.read_text()) for p in (workdir.path / "results" / "trials").glob("*/measure.json")]
+    records = [json.loads(p.read_text()) for p in (workdir.path / "results/llm/trials").glob("*/measure.json")]
     assert len(records) == 2
     for record in records:
         m = record["metrics"]
@@ -317,4 +317,4 @@ def test_a_model_path_that_is_not_a_model_is_a_config_error_before_any_job(workd
     assert len(err) == 2, proc.stderr  # the header and one line
     assert "parameter 'model' is 'models/tiny'" in err[1] and "Traceback" not in proc.stderr
     assert ("no such directory" if kind == "missing" else "it has no config.json") in err[1]
-    assert not (workdir.path / "results" / "trials").exists()
+    assert not (workdir.path / "results/llm/trials").exists()

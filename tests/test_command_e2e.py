@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, jobs_run
+from conftest import REPO, jobs_run, sweep_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +26,8 @@ def example(name: str) -> dict:
     return yaml.safe_load((REPO / "config/examples" / name).read_text())
 
 
-def rows_by(workdir, key: str) -> dict:
-    return {r[key]: r for r in workdir.read_csv("results/summary.csv")}
+def rows_by(workdir, cfg: dict, key: str) -> dict:
+    return {r[key]: r for r in workdir.read_csv(f"{sweep_dir(cfg)}/summary.csv")}
 
 
 def touch_later(path: Path, results: Path) -> None:
@@ -50,12 +50,12 @@ def test_cli_script_sweep_runs_and_editing_one_steps_script_reruns_only_what_use
     path = workdir.write_config(cfg)
     workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
 
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv(f"{sweep_dir(cfg)}/summary.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"], rows
     for r in rows:
         assert 0.8 < float(r["eval_accuracy"]) <= 1 and float(r["val_accuracy"]) > 0.8
         assert float(r["throughput_sps"]) > 0  # infer_cli.py's own figure, kept under its name
-        tdir = workdir.path / "results/trials" / r["trial"]
+        tdir = workdir.path / sweep_dir(cfg) / "trials" / r["trial"]
         assert (tdir / "train/model.npz").is_file() and (tdir / "eval/metrics.json").is_file()
         saved = json.loads((tdir / "train/model.json").read_text())
         assert (saved["lr"], saved["l2"]) == (0.5, float(r["l2"]))
@@ -64,11 +64,11 @@ def test_cli_script_sweep_runs_and_editing_one_steps_script_reruns_only_what_use
         assert measured["peak_mem_mb"] > 10 and measured["energy_j"] is None  # no RAPL on this box
         assert measured["energy_source"].startswith("unavailable: ")
 
-    touch_later(workdir.path / "examples/eval_cli.py", workdir.path / "results")
+    touch_later(workdir.path / "examples/eval_cli.py", workdir.path / sweep_dir(cfg))
     again = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(again, "eval") == 2 and jobs_run(again, "train") == 0, again.stderr[-3000:]
 
-    touch_later(workdir.path / "examples/train_cli.py", workdir.path / "results")
+    touch_later(workdir.path / "examples/train_cli.py", workdir.path / sweep_dir(cfg))
     third = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(third, "train") == 2, third.stderr[-3000:]
 
@@ -86,10 +86,10 @@ def test_flags_sweep_of_an_unchanged_argparse_script(workdir):
         "report": {"objective": {"metric": "val_accuracy", "direction": "max"}},
     }
     workdir.snakemake("--cores", "2", "--configfile", str(workdir.write_config(cfg)), check=True)
-    rows = rows_by(workdir, "lr")
+    rows = rows_by(workdir, cfg, "lr")
     assert set(rows) == {"0.1", "0.5"} and all(r["status"] == "ok" for r in rows.values())
     for lr, r in rows.items():
-        saved = json.loads((workdir.path / "results/trials" / r["trial"] / "train/model.json").read_text())
+        saved = json.loads((workdir.path / sweep_dir(cfg) / "trials" / r["trial"] / "train/model.json").read_text())
         assert saved == {"lr": float(lr), "l2": 1e-4, "epochs": 3, "seed": 3}  # --l2 left at its default
         assert "eval_accuracy" not in r and "latency_ms_p50" not in r  # only the columns of the steps run
 
@@ -103,13 +103,13 @@ def test_hydra_app_sweep_and_a_parameter_the_app_lacks(workdir):
     run = workdir.snakemake("--cores", "2", "--configfile", str(workdir.write_config(cfg)))
     assert run.returncode != 0
 
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv(f"{sweep_dir(cfg)}/summary.csv")
     ok = [r for r in rows if r["optimizer.lr"] == "0.5"]
     bad = [r for r in rows if r["optimizer.lrr"] == "0.1"]
     assert len(ok) == len(bad) == 1
     assert ok[0]["status"] == "ok" and 0.8 < float(ok[0]["eval_accuracy"]) <= 1
     assert ok[0]["run_name"] == "digits; hydra sweep"
-    tdir = workdir.path / "results/trials" / ok[0]["trial"]
+    tdir = workdir.path / sweep_dir(cfg) / "trials" / ok[0]["trial"]
     assert "lr: 0.5" in (tdir / "train/.hydra/config.yaml").read_text()
     assert (tdir / "train/app.log").is_file() and (tdir / "eval/metrics.json").is_file()
     assert not (workdir.path / "outputs").exists() and not (workdir.path / "multirun").exists()
@@ -157,15 +157,15 @@ def test_failing_commands_are_recorded_clearly_and_values_never_reach_a_shell(wo
     }
     run = workdir.snakemake("--cores", "2", "--configfile", str(workdir.write_config(cfg)))
     assert run.returncode != 0
-    rows = rows_by(workdir, "mode")
+    rows = rows_by(workdir, cfg, "mode")
     assert rows["ok"]["status"] == "ok" and float(rows["ok"]["score"]) == 1.0
-    received = json.loads((workdir.path / "results/trials" / rows["ok"]["trial"] / "train/argv.json").read_text())
+    received = json.loads((workdir.path / sweep_dir(cfg) / "trials" / rows["ok"]["trial"] / "train/argv.json").read_text())
     assert received == {"name": evil} and not list(workdir.path.rglob("pwned*"))
 
     nometrics = rows["nometrics"]
     assert nometrics["status"] == "failed"
     assert nometrics["error"].startswith(
-        f"train: MetricsMissing: tool.py exited 0 but wrote no metrics.json in results/trials/{nometrics['trial']}/train"
+        f"train: MetricsMissing: tool.py exited 0 but wrote no metrics.json in results/failures/trials/{nometrics['trial']}/train"
     ), nometrics["error"]
     assert rows["crash"]["status"] == "failed"
     assert rows["crash"]["error"].startswith("train: CommandFailed: tool.py exited with status 1"), rows["crash"]["error"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import job_counts, jobs_run, toy_config
+from conftest import default_sweep_dir, job_counts, jobs_run, toy_config
 
 pytestmark = pytest.mark.e2e
 
@@ -45,24 +45,24 @@ def test_small_sweep_runs_to_completion_and_resumes_as_nothing_to_do(workdir, tm
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True, env=env)
     assert "Using workflow specific profile profiles/default" in run.stderr
 
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert [r["status"] for r in rows] == ["ok"] * 6
     assert list(rows[0])[: len(SUMMARY_HEAD)] == SUMMARY_HEAD
     assert list(rows[0])[-2:] == ["error", "error_log"]
-    plan = json.loads((workdir.path / "results/plan/trials.json").read_text())
+    plan = json.loads((workdir.path / "results/toy/plan/trials.json").read_text())
     assert [r["trial"] for r in rows] == [t["trial"] for t in plan["trials"]]
-    index = workdir.read_csv("results/plan/trials.csv")
+    index = workdir.read_csv("results/toy/plan/trials.csv")
     assert [(r["trial"], r["x"], r["seed"]) for r in index] == [(r["trial"], r["x"], r["seed"]) for r in rows]
 
     for row in rows:
-        tdir = workdir.path / "results/trials" / row["trial"]
+        tdir = workdir.path / "results/toy/trials" / row["trial"]
         for step in ("train", "eval", "measure"):
             record = json.loads((tdir / f"{step}.json").read_text())
             assert set(record) == RESULT_KEYS
             assert record["step"] == step and record["trial"] == row["trial"] and record["status"] == "ok"
             assert record["sweep_hash"] == plan["sweep_hash"]
             assert record["versions"]["snakesweep"] and record["versions"]["python"]
-            assert (workdir.path / "logs" / step / f"{row['trial']}.log").exists()
+            assert (workdir.path / "results/toy/logs" / step / f"{row['trial']}.log").exists()
         # values in the CSV are the ones the workload computed, not copies of a template
         x, seed = float(row["x"]), int(row["seed"])
         assert float(row["train_loss"]) == pytest.approx((x - 1.0) ** 2 + 0.5 + 0.01 * seed)
@@ -77,7 +77,7 @@ def test_small_sweep_runs_to_completion_and_resumes_as_nothing_to_do(workdir, tm
         heavy = (NOT_IN_A_STEP if step == "measure" else NOT_IN_TRAIN_OR_EVAL) & set().union(*seen)
         assert not heavy, f"a {step} process imported {sorted(heavy)}"
 
-    configs = workdir.read_csv("results/configs.csv")
+    configs = workdir.read_csv("results/toy/configs.csv")
     assert len(configs) == 3
     for c in configs:
         assert int(c["n_seeds"]) == 2
@@ -92,7 +92,7 @@ def test_measure_jobs_never_overlap(workdir):
     )
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     spans = []
-    for tdir in (workdir.path / "results/trials").iterdir():
+    for tdir in (workdir.path / "results/toy/trials").iterdir():
         rec = json.loads((tdir / "measure.json").read_text())
         spans.append((datetime.fromisoformat(rec["started_at"]), datetime.fromisoformat(rec["ended_at"])))
     spans.sort()
@@ -117,7 +117,7 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
     assert run.returncode != 0
     assert "6 of 8 trials failed and 0 did not finish" in run.stderr
 
-    rows = {float(r["x"]): r for r in workdir.read_csv("results/summary.csv")}
+    rows = {float(r["x"]): r for r in workdir.read_csv("results/toy/summary.csv")}
     assert len(rows) == 8
     assert rows[0.0]["status"] == rows[1.0]["status"] == "ok"
     expected = {
@@ -131,29 +131,29 @@ def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
     for x, prefix in expected.items():
         assert rows[x]["status"] == "failed"
         assert rows[x]["error"].startswith(prefix), rows[x]["error"]
-        record = json.loads((workdir.path / "logs/train" / f"{rows[x]['trial']}.error.json").read_text())
+        record = json.loads((workdir.path / "results/toy/logs/train" / f"{rows[x]['trial']}.error.json").read_text())
         assert record["trial"] == rows[x]["trial"] and record["step"] == "train"
-        assert not (workdir.path / "results/trials" / rows[x]["trial"] / "train.json").exists()
-    raised = json.loads((workdir.path / "logs/train" / f"{rows[5.0]['trial']}.error.json").read_text())
+        assert not (workdir.path / "results/toy/trials" / rows[x]["trial"] / "train.json").exists()
+    raised = json.loads((workdir.path / "results/toy/logs/train" / f"{rows[5.0]['trial']}.error.json").read_text())
     assert raised["reason"] == "exception" and "_maybe_fail" in raised["traceback_tail"]
-    assert json.loads((workdir.path / "logs/train" / f"{rows[8.0]['trial']}.error.json").read_text())["reason"] == "timeout"
+    assert json.loads((workdir.path / "results/toy/logs/train" / f"{rows[8.0]['trial']}.error.json").read_text())["reason"] == "timeout"
 
-    ok_file = workdir.path / "results/trials" / rows[0.0]["trial"] / "measure.json"
+    ok_file = workdir.path / "results/toy/trials" / rows[0.0]["trial"] / "measure.json"
     before = ok_file.stat().st_mtime_ns
     # "Fix the bug" (the same trials now succeed): a re-run retries only the failed ones.
     dry = workdir.snakemake("-n", "--configfile", str(cfg), check=True)
     assert job_counts(dry)["train"] == 6
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     assert ok_file.stat().st_mtime_ns == before
-    statuses = [r["status"] for r in workdir.read_csv("results/summary.csv")]
+    statuses = [r["status"] for r in workdir.read_csv("results/toy/summary.csv")]
     assert statuses == ["ok"] * 8
-    assert not list((workdir.path / "logs/train").glob("*.error.json"))
+    assert not list((workdir.path / "results/toy/logs/train").glob("*.error.json"))
 
 
 def test_kill_minus_nine_then_resume_gives_the_same_results(workdir, tmp_path):
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0, 2.0, 3.0], "sleep_s": [0.6]}))
     proc = workdir.popen("--cores", "2", "--configfile", str(cfg))
-    trials = workdir.path / "results/trials"
+    trials = workdir.path / "results/toy/trials"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if trials.exists() and len(list(trials.glob("*/train.json"))) >= 3:
@@ -173,7 +173,7 @@ def test_kill_minus_nine_then_resume_gives_the_same_results(workdir, tmp_path):
         if path.exists() and path.name == "measure.json":
             assert path.stat().st_mtime_ns == mtime, f"{path} was redone"
 
-    resumed = workdir.read_csv("results/summary.csv")
+    resumed = workdir.read_csv("results/toy/summary.csv")
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     from conftest import Workdir, copy_workflow
@@ -181,7 +181,7 @@ def test_kill_minus_nine_then_resume_gives_the_same_results(workdir, tmp_path):
     other = Workdir(copy_workflow(fresh))
     cfg2 = other.write_config(toy_config(other, {"x": [0.0, 1.0, 2.0, 3.0], "sleep_s": [0.6]}))
     other.snakemake("--cores", "2", "--configfile", str(cfg2), check=True)
-    uninterrupted = other.read_csv("results/summary.csv")
+    uninterrupted = other.read_csv("results/toy/summary.csv")
     timing = {"train_time_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps", "peak_mem_mb",
               "measure_lock_wait_s", "measure_lock_from", "measure_lock_to"}
 
@@ -196,7 +196,7 @@ def test_configfile_is_the_whole_sweep_and_config_overrides_still_apply(workdir)
         {"sweep": {"name": "mine", "workload": "digits_mlp", "grid": {"lr": [0.1, 0.2]}, "seeds": [3]}}
     )
     workdir.snakemake("--cores", "1", "--configfile", str(cfg), "--until", "plan", check=True)
-    plan = json.loads((workdir.path / "results/plan/trials.json").read_text())
+    plan = json.loads((workdir.path / "results/mine/plan/trials.json").read_text())
     assert plan["param_names"] == ["lr", "seed"]  # nothing of config/config.yaml's grid leaked in
     assert [t["params"] for t in plan["trials"]] == [{"lr": 0.1, "seed": 3}, {"lr": 0.2, "seed": 3}]
     assert plan["device"] == "auto"
@@ -204,11 +204,11 @@ def test_configfile_is_the_whole_sweep_and_config_overrides_still_apply(workdir)
     workdir.snakemake(
         "--cores", "1", "--configfile", str(cfg), "--config", "device=cpu", "--until", "plan", check=True
     )
-    assert json.loads((workdir.path / "results/plan/trials.json").read_text())["device"] == "cpu"
+    assert json.loads((workdir.path / "results/mine/plan/trials.json").read_text())["device"] == "cpu"
 
     # without --configfile the default sweep applies, and --config still overrides it
     workdir.snakemake("--cores", "1", "--config", "device=cpu", "--until", "plan", check=True)
-    plan = json.loads((workdir.path / "results/plan/trials.json").read_text())
+    plan = json.loads((workdir.path / default_sweep_dir() / "plan/trials.json").read_text())
     assert plan["sweep_name"] == "digits-mlp" and len(plan["trials"]) == 24 and plan["device"] == "cpu"
 
 
@@ -226,7 +226,7 @@ def test_configfile_is_the_whole_sweep_and_config_overrides_still_apply(workdir)
     ],
 )
 def test_bad_config_fails_with_one_message_and_touches_nothing(workdir, sweep, needle):
-    existing = workdir.path / "results/summary.csv"
+    existing = workdir.path / "results/x/summary.csv"
     existing.parent.mkdir(parents=True)
     existing.write_text("precious\n")
     cfg = workdir.write_config({"sweep": sweep})
@@ -236,7 +236,7 @@ def test_bad_config_fails_with_one_message_and_touches_nothing(workdir, sweep, n
     assert str(cfg) in run.stderr  # the message names the file
     assert "Traceback" not in run.stderr and 'File "' not in run.stderr
     assert existing.read_text() == "precious\n"
-    assert not (workdir.path / "results/plan").exists()
+    assert not (workdir.path / "results/x/plan").exists()
 
 
 def test_parameter_values_never_reach_a_shell(workdir, tmp_path):
@@ -246,7 +246,7 @@ def test_parameter_values_never_reach_a_shell(workdir, tmp_path):
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     assert not marker.exists()
     tags = set()
-    for rec in (workdir.path / "results/trials").glob("*/train.json"):
+    for rec in (workdir.path / "results/toy/trials").glob("*/train.json"):
         tags.add(json.loads(rec.read_text())["metrics"]["tag_seen"])
     assert tags == {evil, f"$(touch {marker})"}
 
@@ -280,14 +280,14 @@ def test_interleaved_cycles_run_cycle_by_cycle(workdir):
     )
     workdir.snakemake("--cores", "1", "--configfile", str(cfg), check=True)
     starts = []
-    for log in (workdir.path / "logs/measure").glob("*.cycle*.log"):
+    for log in (workdir.path / "results/toy/logs/measure").glob("*.cycle*.log"):
         first = log.read_text().splitlines()[0]  # "snakesweep: measure <trial> started <ISO time>"
         trial, cycle = log.name.split(".")[0], int(log.name.split(".")[1].removeprefix("cycle"))
         starts.append((datetime.fromisoformat(first.split(" started ")[1]), cycle, trial))
     starts.sort()
     assert len(starts) == 18  # 3 x-values x 2 seeds x 3 cycles
     assert [cycle for _, cycle, _ in starts] == [0] * 6 + [1] * 6 + [2] * 6
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert all(r["status"] == "ok" and r["cycles"] == "3" for r in rows)
     for r in rows:
         assert float(r["latency_ms_p50_ci_low"]) <= float(r["latency_ms_p50"]) <= float(r["latency_ms_p50_ci_high"])
@@ -296,14 +296,14 @@ def test_interleaved_cycles_run_cycle_by_cycle(workdir):
 def test_growing_the_sweep_runs_only_new_trials_and_new_settings_rerun_only_measure(workdir):
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
-    trials = workdir.path / "results/trials"
+    trials = workdir.path / "results/toy/trials"
     before = {p: p.stat().st_mtime_ns for p in trials.glob("*/*.json")}
 
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0, 2.0]}))
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     assert jobs_run(run, "train") == 2  # the new x value, two seeds; nothing else retrained
     assert all(p.stat().st_mtime_ns == m for p, m in before.items())
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
     dry = workdir.snakemake("-n", "--configfile", str(cfg), check=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -345,7 +345,7 @@ def test_no_step_outlives_a_killed_run(workdir, target):
     supervisors die too): no step may live on to run beside a re-run's job for the same step."""
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0], "sleep_s": [60]}))
     proc = workdir.popen("--cores", "2", "--configfile", str(cfg))
-    logs = workdir.path / "logs/train"
+    logs = workdir.path / "results/toy/logs/train"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(_processes_in(workdir.path)) < 4:

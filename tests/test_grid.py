@@ -3,7 +3,7 @@
 import pytest
 
 from snakesweep.config import ConfigError, LinRange, LogRange, Sweep
-from snakesweep.grid import axis_values, canonical_json, expand, flatten, nest, param_names, trial_id
+from snakesweep.grid import axis_size, axis_values, canonical_json, expand, flatten, nest, param_names, trial_id
 
 
 def sweep(**kw):
@@ -80,3 +80,19 @@ def test_dotted_keys_nest_for_the_workload():
 
 def test_canonical_json_is_order_free():
     assert canonical_json({"b": 1, "a": [1.0, 0.1]}) == canonical_json({"a": [1, 1e-1], "b": 1.0})
+
+
+def test_axes_are_counted_before_they_are_built(monkeypatch):
+    """A range's `num` may be 10**12 (26 s and 5.7 GB, then MemoryError, before the count was
+    checked): the product of the axis sizes is compared with max_trials before any value exists."""
+    import snakesweep.grid as grid
+
+    assert axis_size(LogRange(log=(1e-3, 1.0), num=10**12)) == 10**12
+    assert axis_size(LinRange(lin=(0.0, 1.0), num=3)) == 3 and axis_size([1, 2]) == 2
+    built = []
+    monkeypatch.setattr(grid, "axis_values", lambda axis: built.append(axis) or [])
+    for g in ({"lr": {"log": [1e-3, 1], "num": 10**12}}, {"a": [1, 2], "lr": {"lin": [0, 1], "num": 10**7}},
+              [{"a": [1]}, {"lr": {"lin": [0, 1], "num": 10**9}}]):
+        with pytest.raises(ConfigError, match="more than 'sweep.max_trials' = 1000"):
+            expand(sweep(grid=g))
+    assert built == []  # refused before a single axis was built

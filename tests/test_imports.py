@@ -26,6 +26,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "snakesweep"
 # Top to bottom. Names are the first component under the package (a subpackage is one entry,
 # all its submodules included); "__init__" is the package's own __init__.py.
 LAYERS: list[tuple[str, ...]] = [
+    ("compare", "export"),
     ("summary",),
     ("report",),
     ("collect", "preview", "status"),
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steps", "supervise"),
     ("plan",),
     ("search",),
+    ("hyperband", "pbt"),
     ("grid",),
     ("space",),
     ("workloads",),
@@ -51,6 +53,10 @@ LAYERS: list[tuple[str, ...]] = [
         "measure_lock",
         "layout",
         "procs",
+        "sweepfile",
+        "markdown",
+        "threads",
+        "profile",
         "__init__",
     ),
 ]

@@ -251,14 +251,14 @@ def test_measure_only_sweep_end_to_end(workdir):
     path = workdir.write_config(cfg)
     proc = workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
     assert jobs_run(proc, "train") == 0 and jobs_run(proc, "eval") == 0
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/inference/summary.csv")
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
     columns = set(rows[0])
     assert not {c for c in columns if c.startswith(("train_", "eval_"))}, sorted(columns)
     assert {"throughput_sps", "latency_ms_p95", "dtype", "batch_size"} <= columns
     assert all(float(r["throughput_sps"]) > 0 for r in rows)
-    assert not list((workdir.path / "results" / "trials").glob("*/train.json"))
-    for record in (workdir.path / "results" / "trials").glob("*/measure.json"):
+    assert not list((workdir.path / "results/inference/trials").glob("*/train.json"))
+    for record in (workdir.path / "results/inference/trials").glob("*/measure.json"):
         r = json.loads(record.read_text())
         assert r["status"] == "ok" and r["device"] in ("cpu", "cuda")
         m = r["metrics"]

@@ -72,7 +72,7 @@ def _env(lock: Path) -> dict[str, str]:
 
 def _windows(project: Path) -> list[tuple[datetime, datetime, float]]:
     out = []
-    for f in sorted((project / "results" / "trials").glob("*/measure.json")):
+    for f in sorted((project / "results/deployed" / "trials").glob("*/measure.json")):
         m = read_json(f)["metrics"]
         out.append((datetime.fromisoformat(m["measure_lock_from"]), datetime.fromisoformat(m["measure_lock_to"]),
                     m["measure_lock_wait_s"]))
@@ -90,7 +90,7 @@ def test_deployed_module_runs_and_measures_one_at_a_time(tmp_path):
     run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=project, capture_output=True,
                          text=True, timeout=300, env=_env(tmp_path / "measure.lock"))
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = (project / "results" / "summary.csv").read_text().splitlines()
+    rows = (project / "results/deployed" / "summary.csv").read_text().splitlines()
     assert len(rows) == 5 and all(",ok," in r for r in rows[1:])
     windows = _windows(project)
     assert len(windows) == 4

@@ -21,6 +21,8 @@ import pytest
 
 from snakesweep.config import MeasureSettings
 from snakesweep.measure import (
+    CI_KEYS,
+    FACT_KEYS,
     METRIC_KEYS,
     aggregate_cycles,
     cooldown,
@@ -250,8 +252,66 @@ def test_aggregate_disagreeing_sources_and_missing_energy():
 def test_aggregate_single_cycle_is_unchanged():
     c = _cycle(2.0, 1000.0, 0.01)
     assert aggregate_cycles([c]) == {**c, "cycles": 1}
+    assert aggregate_cycles([{**c, "cycle": 0}]) == {**c, "cycles": 1}
     with pytest.raises(ValueError):
         aggregate_cycles([])
+
+
+def test_aggregate_two_cycles_gives_no_interval_and_never_a_negative_bound():
+    # issue 16: two cycles 1111 +- a lot gave throughput_sps_ci_low -3885.96: configs.csv's rules now
+    cyc = [{**_cycle(2.0, 500.0, 0.01), "cycle": 0, "param_count": 1234},
+           {**_cycle(30.0, 1722.0, 0.02), "cycle": 1, "param_count": 1234}]
+    agg = aggregate_cycles(cyc)
+    assert agg["throughput_sps"] == pytest.approx(1111.0)
+    assert agg["throughput_sps_std"] == pytest.approx(864.08, abs=0.01)  # sample std of the two
+    for k in CI_KEYS[:6]:
+        assert agg[f"{k}_ci_low"] is None and agg[f"{k}_ci_high"] is None, k
+    assert agg["cycle_ci_note"] == "n too small for an interval over cycles (2 cycles; need >= 3)"
+    assert "cycle" not in agg  # an index, not a measurement: never averaged to 0.5
+    assert agg["param_count"] == 1234 and isinstance(agg["param_count"], int)  # a fact, kept
+    assert agg["cycles"] == 2 and agg["n_batches_timed"] == 80
+
+
+def test_aggregate_clips_an_interval_at_zero_and_says_so():
+    cyc = [_cycle(p50, 1000.0, 0.01) for p50 in (0.1, 0.1, 9.0)]
+    agg = aggregate_cycles(cyc)
+    assert agg["latency_ms_p50_ci_low"] == 0.0  # the t interval reached below 0 ms
+    assert agg["latency_ms_p50_ci_high"] > agg["latency_ms_p50"]
+    assert "interval clipped at 0: latency_ms_p50" in agg["cycle_ci_note"]
+    assert "n too small" not in agg["cycle_ci_note"]
+
+
+def test_aggregate_generation_metrics_get_intervals_and_counts_are_summed():
+    from snakesweep.generation import GENERATION_KEYS, TEXT_KEYS
+
+    def gen(ttft, tps):
+        return {"ttft_ms_p50": ttft, "ttft_ms_p95": ttft * 1.2, "itl_ms_p50": 3.0 + ttft / 100,
+                "output_tokens_per_s": tps, "energy_j_per_token": None, "n_requests_timed": 8,
+                "n_output_tokens_timed": 256, "n_generate_calls_timed": 2, "flops_per_token": 1e6,
+                "kv_cache_bytes_per_token": 512, "cycle": 0}
+
+    agg = aggregate_cycles([gen(10.0, 400.0), gen(12.0, 380.0), gen(11.0, 390.0)])
+    for k in ("ttft_ms_p50", "ttft_ms_p95", "itl_ms_p50", "output_tokens_per_s"):
+        assert agg[f"{k}_ci_low"] < agg[k] < agg[f"{k}_ci_high"], k
+    assert agg["ttft_ms_p50_std"] == pytest.approx(1.0)
+    assert agg["energy_j_per_token"] is None and agg["energy_j_per_token_ci_low"] is None
+    assert agg["n_requests_timed"] == 24 and agg["n_output_tokens_timed"] == 768
+    assert agg["n_generate_calls_timed"] == 6
+    assert agg["flops_per_token"] == 1e6 and agg["kv_cache_bytes_per_token"] == 512
+    # every numeric per-token or per-request time, rate and energy of generation has a CI
+    skip = {*TEXT_KEYS, "energy_j", "energy_j_net", "baseline_power_w",
+            "peak_mem_mb", "window_s", "sample_interval_s", "temp_start_c", "temp_end_c"}
+    for k in GENERATION_KEYS:
+        if k in skip or k.startswith(("flag_", "n_")):
+            continue
+        assert k in CI_KEYS, k
+
+
+def test_fact_keys_cover_the_builtin_workloads():
+    from snakesweep.workloads import causal_lm, inference_model
+
+    assert set(inference_model.FACT_KEYS) <= set(FACT_KEYS)
+    assert set(causal_lm.FACT_KEYS) <= set(FACT_KEYS)
 
 
 # --------------------------------------------------------------------------- protocol steps

@@ -391,14 +391,14 @@ def test_default_run_prints_progress_with_eta_and_ends_with_the_summary(workdir)
     first_eta = next(i for i, m in enumerate(prog) if ETA_RE.search(m.string))
     assert dones[first_eta] >= 1  # never before a job has finished
     # the summary ends the run: trials, best configuration (as best.json says), report paths
-    best = json.loads((workdir.path / "results/best.json").read_text())
+    best = json.loads((workdir.path / "results/toy/best.json").read_text())
     tail = "\n".join(lines[lines.index(prog[-1].string):])
     assert "snakesweep: 4 trials: 4 ok, 0 failed, 0 pending" in tail
     assert "best configuration by eval_accuracy (max): sleep_s=0.6, x=1.0" in tail
     assert best["best"]["params"] == {"sleep_s": 0.6, "x": 1.0}
     assert f"verdict: {best['verdict']}" in tail
-    for path in ("results/summary.csv", "results/configs.csv", "results/best.json",
-                 "results/report/answer.html", "results/plots/"):
+    for path in ("results/toy/summary.csv", "results/toy/configs.csv", "results/toy/best.json",
+                 "results/toy/report/answer.html", "results/toy/plots/"):
         assert path in tail, path
     # every job block is still in Snakemake's log file
     log = re.search(r"Complete log\(s\): (\S+)", out).group(1)
@@ -410,7 +410,7 @@ def test_detail_is_one_flag_away(workdir):
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}, sweep={"seeds": [0]}))
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
     for flag in ("--logger-snakesweep-detail", "--verbose"):
-        for m in (workdir.path / "results/trials").glob("*/measure.json"):
+        for m in (workdir.path / "results/toy/trials").glob("*/measure.json"):
             m.unlink()  # two measure jobs and the reports run again
         run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), flag, check=True)
         out = run.stdout + run.stderr
@@ -449,9 +449,9 @@ def test_failed_run_shows_the_error_and_ends_with_the_same_summary(workdir):
     run = workdir.snakemake("--cores", "2", "--configfile", str(cfg), env=dict(os.environ, TOY_FAILURES="1"))
     out = run.stdout + run.stderr
     assert run.returncode != 0
-    trial = next(r["trial"] for r in workdir.read_csv("results/summary.csv") if r["status"] == "failed")
+    trial = next(r["trial"] for r in workdir.read_csv("results/toy/summary.csv") if r["status"] == "failed")
     # the failed job's error block and its log (show-failed-logs) are printed as Snakemake prints them
-    assert "Error in rule train:" in out and f"Logfile logs/train/{trial}.log:" in out
+    assert "Error in rule train:" in out and f"Logfile results/toy/logs/train/{trial}.log:" in out
     assert "ValueError: injected failure for x=5.0" in out
     assert any(m.group(3) == "1" for m in _progress(out))
     assert "rule eval:" not in out and "Finished jobid" not in out
@@ -459,7 +459,160 @@ def test_failed_run_shows_the_error_and_ends_with_the_same_summary(workdir):
         pytest.xfail("workflow/rules/common.smk's onerror handler does not print end_of_run_summary yet")
     tail = out[out.rindex("jobs done"):]
     assert "snakesweep: 3 trials: 2 ok, 1 failed, 0 pending" in tail
-    assert f"  {trial}: train: ValueError: injected failure for x=5.0 (log: logs/train/{trial}.log)" in tail
+    assert f"  {trial}: train: ValueError: injected failure for x=5.0 (log: results/toy/logs/train/{trial}.log)" in tail
     assert "best configuration by eval_accuracy (max): x=1.0" in tail
-    for path in ("results/summary.csv", "results/configs.csv", "results/best.json", "results/report/answer.html"):
+    for path in ("results/toy/summary.csv", "results/toy/configs.csv", "results/toy/best.json", "results/toy/report/answer.html"):
         assert path in tail, path
+
+
+# ---------------------------------------------------------------------------- interruptions
+
+
+def _interrupt_records(h, outputs):
+    """What Snakemake logs for jobs stopped by Ctrl+C: the terminating line, then per job a
+    RuleException (exit status 130) and its error block."""
+    h.handle(_record(None, "Terminating processes on user request, this might take some time.", t=1.0))
+    for jobid, out in outputs:
+        h.handle(_record(LogEvent.ERROR, "RuleException:\nCalledProcessError in file train.smk, line 27:\n"
+                         f"Command 'set -euo pipefail;  python scripts/train.py --output {out}' returned non-zero "
+                         "exit status 130.", level=logging.ERROR, t=2.0, exception="RuleException"))
+        h.handle(_record(LogEvent.JOB_ERROR, f"Error in rule train, jobid: {jobid}", level=logging.ERROR, t=2.0,
+                         rule_name="train", rule_msg=None, msg_=None, jobid=jobid, input=["a"], output=[out],
+                         log=[f"logs/{jobid}.log"], conda_env=None, container_img=None, aux={}, indent=False,
+                         shellcmd="python scripts/train.py"))
+
+
+def test_handler_says_interrupted_once_per_job(monkeypatch):
+    h, out = _handler(monkeypatch)
+    h.handle(_record(LogEvent.RUN_INFO, "Job stats:\n", stats={"train": 3, "total": 3}))
+    for j in (1, 2, 3):
+        h.handle(_job_info(j, "train", 0.0))
+    _interrupt_records(h, [(1, "out1"), (2, "out2")])
+    # a job that really failed meanwhile keeps its error block
+    h.handle(_record(LogEvent.ERROR, "RuleException:\nCommand 'x --output out3' returned non-zero exit status 1.",
+                     level=logging.ERROR, t=3.0, exception="RuleException"))
+    h.handle(_record(LogEvent.JOB_ERROR, "Error in rule train, jobid: 3", level=logging.ERROR, t=3.0,
+                     rule_name="train", rule_msg=None, msg_=None, jobid=3, input=["a"], output=["out3"], log=[],
+                     conda_env=None, container_img=None, aux={}, indent=False, shellcmd="x"))
+    h.close()
+    text = out.getvalue()
+    assert text.count("Interrupted: rule train") == 2
+    assert "Interrupted: rule train, jobid 1 (out1)" in text and "Interrupted: rule train, jobid 2 (out2)" in text
+    assert "exit status 130" not in text and text.count("Error in rule train") == 1 and "exit status 1." in text
+    assert "Terminating processes on user request" in text  # Snakemake's own line stays
+    last = [line for line in text.splitlines() if PROGRESS_RE.match(line)][-1]
+    assert last.endswith("0/3 jobs done (0%), 1 failed, 0 running, 2 interrupted")
+
+
+def _wait_for(predicate, what, timeout=120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _started_logs(results: Path, step: str = "train") -> list[Path]:
+    return [p for p in results.glob(f"logs/{step}/*.log") if " started " in p.read_text(errors="replace")]
+
+
+@pytest.mark.e2e
+def test_ctrl_c_prints_interrupted_once_per_running_job(workdir):
+    import signal
+
+    from snakesweep import layout
+
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0], "sleep_s": [60.0]}, sweep={"seeds": [0]}))
+    results = workdir.path / layout.sweep_dir("toy")
+    proc = workdir.popen("--cores", "2", "--configfile", str(cfg))
+    try:
+        _wait_for(lambda: len(_started_logs(results)) == 2, "both trainings to start")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C: the terminal signals the whole process group
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert "Terminating processes on user request" in out
+    assert out.count("Interrupted: rule train, jobid") == 2, out
+    assert "Error in rule train" not in out and "exit status 130" not in out and "RuleException" not in out
+    assert "Logfile " not in out  # no failed-log dump for an interruption
+    assert "0 failed, 0 running, 2 interrupted" in out
+
+
+def _supervisor_of(workdir, trial: str) -> int | None:
+    """The pid of the supervisor running `trial`'s train step (its forked child shares the command
+    line; the supervisor is the one whose parent is not such a process)."""
+    def cmd(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return []
+
+    def is_train(pid):
+        c = cmd(pid)
+        return any(a.endswith(b"scripts/train.py") for a in c) and trial.encode() in c
+
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and is_train(int(d.name)):
+            try:
+                ppid = int(Path(f"/proc/{d.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if not is_train(ppid):
+                return int(d.name)
+    return None
+
+
+@pytest.mark.e2e
+def test_a_retried_attempt_whose_supervisor_was_killed_says_so_in_the_log(workdir):
+    import signal
+
+    from snakesweep import layout
+
+    sweep = toy_config(workdir, {"x": [0.0]}, sweep={"seeds": [0], "steps": ["train"]},
+                       report={"objective": {"metric": "train_loss", "direction": "min"}})
+    sweep["sweep"]["fixed"] = {"sleep_s": 2.0}
+    sweep["failures"] = {"retries": {"train": 1}}
+    cfg = workdir.write_config(sweep)
+    results = workdir.path / layout.sweep_dir("toy")
+    proc = workdir.popen("--cores", "1", "--configfile", str(cfg))
+    try:
+        [log] = _wait_for(lambda: _started_logs(results), "the training to start")
+        trial = log.stem
+        marker = log.with_name(f"{trial}.attempt.json")
+        assert marker.exists()  # the attempt is on record while it runs
+        pid = _wait_for(lambda: _supervisor_of(workdir, trial), "the supervisor's pid", timeout=30)
+        os.kill(pid, signal.SIGKILL)  # the supervisor itself: nothing of it can write a record
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out  # the retry succeeded
+    text = log.read_text()
+    assert "snakesweep: attempt 2 (the last one failed: signal)" in text
+    assert "attempt 1 ended without a record (killed?" in text
+    assert f"train {trial} finished" in text
+    assert not marker.exists() and not log.with_name(f"{trial}.error.json").exists()
+
+
+@pytest.mark.e2e
+def test_a_step_killed_under_a_live_supervisor_ends_its_log_with_why(workdir):
+    from snakesweep import layout
+
+    sweep = toy_config(workdir, {"x": [0.0]}, sweep={"seeds": [0], "steps": ["train"]},
+                       report={"objective": {"metric": "train_loss", "direction": "min"}})
+    sweep["sweep"]["fixed"] = {"fail": "kill"}
+    cfg = workdir.write_config(sweep)
+    run = workdir.snakemake("--cores", "1", "--configfile", str(cfg), env=dict(os.environ, TOY_FAILURES="1"))
+    assert run.returncode != 0
+    [log] = (workdir.path / layout.sweep_dir("toy")).glob("logs/train/*.log")
+    last = log.read_text().rstrip().splitlines()[-1]
+    assert last.startswith(f"snakesweep: train {log.stem} attempt 1 FAILED: the step's process died from SIGKILL"), last
+    assert not log.with_name(f"{log.stem}.attempt.json").exists()

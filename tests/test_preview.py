@@ -63,12 +63,12 @@ class _Workflow:
 def test_show_preview_only_in_the_main_process(tmp_path, capsys):
     results = tmp_path / "results"
     write_result(tmp_path, "t1", "train")
-    assert show_preview(_Workflow(main=False), ["t1", "t2"], ["train", "eval"], results) == ""
-    text = show_preview(_Workflow(main=True), ["t1", "t2"], ["train", "eval"], results)
+    assert show_preview(_Workflow(main=False), ["t1", "t2"], ["train", "eval"], results, root=tmp_path) == ""
+    text = show_preview(_Workflow(main=True), ["t1", "t2"], ["train", "eval"], results, root=tmp_path)
     assert "2 trials" in text and "train 1, eval 2" in text and "1 already have results" in text
     # every step's result is a target: a missing intermediate is made again, and what it feeds
     write_result(tmp_path, "t2", "eval")
-    assert jobs_to_run(["t1", "t2"], ["train", "eval"], results) == ({"train": 1, "eval": 2}, {"train": 1, "eval": 0})
+    assert jobs_to_run(["t1", "t2"], ["train", "eval"], results, root=tmp_path) == ({"train": 1, "eval": 2}, {"train": 1, "eval": 0})
 
 
 def test_measure_cycles_multiply_measure_jobs(tmp_path):
@@ -76,11 +76,11 @@ def test_measure_cycles_multiply_measure_jobs(tmp_path):
     write_result(tmp_path, "t1", "train", age_s=10)
     write_result(tmp_path, "t1", "measure", rel="results/trials/t1/cycles/measure.0.json")
     write_result(tmp_path, "t2", "measure")
-    todo, done = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
+    todo, done = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3}, root=tmp_path)
     # t1: 2 cycles left; t2: its train.json is missing, so it is trained and measured again
     # (every step's result is a target); t3: everything left
     assert todo == {"train": 2, "measure": 8} and done == {"train": 1, "measure": 1}
     # without its training, t1's trained model is made again: every cycle is measured again
     (results / "trials/t1/train.json").unlink()
-    todo, _ = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3})
+    todo, _ = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3}, root=tmp_path)
     assert todo == {"train": 3, "measure": 9}

@@ -40,15 +40,15 @@ def run(workdir: Workdir, cfg: dict, *extra: str, check: bool = True, env=None):
 
 
 def plan_of(workdir: Workdir) -> dict:
-    return load_plan(workdir.path / "results/plan/trials.json")
+    return load_plan(workdir.path / "results/toy/plan/trials.json")
 
 
 def accuracy(workdir: Workdir, trial: str) -> float:
-    return json.loads((workdir.path / "results/trials" / trial / "eval.json").read_text())["metrics"]["eval_accuracy"]
+    return json.loads((workdir.path / "results/toy/trials" / trial / "eval.json").read_text())["metrics"]["eval_accuracy"]
 
 
 def rounds_of(workdir: Workdir) -> list[dict]:
-    d = workdir.path / "results/plan/rounds"
+    d = workdir.path / "results/toy/plan/rounds"
     return [json.loads((d / f"round_{r}.json").read_text()) for r in range(len(list(d.glob("round_*.json"))))]
 
 
@@ -57,7 +57,7 @@ def test_random_and_sobol_sweeps_run_the_samplers_points(workdir, tmp_path):
         cfg = search_config(wd, {"method": method, "n_trials": 4, "seed": 3}, seeds=[0, 1])
         proc = run(wd, cfg)
         assert f"snakesweep search: {method}: 4 " in proc.stderr
-        rows = wd.read_csv("results/summary.csv")
+        rows = wd.read_csv("results/toy/summary.csv")
         sweep = validate_config(cfg, "t").sweep
         expected = sorted((p["x"], s) for p in sample(sweep.space, 4, 3, method) for s in (0, 1))
         assert sorted((float(r["x"]), int(r["seed"])) for r in rows) == expected
@@ -77,11 +77,11 @@ def test_halving_promotes_the_top_third_by_the_objective_and_failures_never_surv
     assert "successive halving on 'epochs' (eta 3), 3 rounds; configurations per round 9 -> 3 -> 1" in first.stderr
     assert "budget ladder 1 -> 3 -> 9" in first.stderr
     assert len(rounds_of(workdir)) == 1
-    trained = {p: p.stat().st_mtime_ns for p in workdir.path.glob("results/trials/*/train.json")}
+    trained = {p: p.stat().st_mtime_ns for p in workdir.path.glob("results/toy/trials/*/train.json")}
     assert len(trained) == 8
     run(workdir, cfg, env=env)  # ... the next goes on without it (an exception is final, not retried)
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
-    assert len(list(workdir.path.glob("results/trials/*/train.json"))) == 8 + 3 + 1
+    assert len(list(workdir.path.glob("results/toy/trials/*/train.json"))) == 8 + 3 + 1
 
     r0, r1, r2 = rounds_of(workdir)
     assert [t["params"]["epochs"] for t in r0["trials"]] == [1] * 9
@@ -96,7 +96,7 @@ def test_halving_promotes_the_top_third_by_the_objective_and_failures_never_surv
 
     plan = plan_of(workdir)
     assert [(t["round"], t["budget"]) for t in plan["trials"]] == [(0, 1)] * 9 + [(1, 3)] * 3 + [(2, 9)]
-    rows = {r["trial"]: r for r in workdir.read_csv("results/summary.csv")}
+    rows = {r["trial"]: r for r in workdir.read_csv("results/toy/summary.csv")}
     assert len(rows) == 13 and rows[failed[0]]["status"] == "failed"
     assert sum(r["status"] == "ok" for r in rows.values()) == 12
     assert "Nothing to be done" in run(workdir, cfg, env=env).stderr
@@ -115,24 +115,24 @@ def test_optuna_rounds_choose_from_results_and_more_rounds_continue_the_search(w
     assert [{k: v for k, v in t["params"].items() if k != "seed"} for t in r1["trials"]] == \
         search.suggest(sweep.space, 1, 1, 4, history, ["max"])
     assert r1["selection"]["study_trials"] == 4
-    assert len(workdir.read_csv("results/summary.csv")) == 8
+    assert len(workdir.read_csv("results/toy/summary.csv")) == 8
 
-    files = sorted((workdir.path / "results/trials").glob("*/*.json"))
+    files = sorted((workdir.path / "results/toy/trials").glob("*/*.json"))
     before = {p: p.stat().st_mtime_ns for p in files}
-    round_bytes = [(workdir.path / f"results/plan/rounds/round_{r}.json").read_bytes() for r in (0, 1)]
+    round_bytes = [(workdir.path / f"results/toy/plan/rounds/round_{r}.json").read_bytes() for r in (0, 1)]
     cfg["sweep"]["search"]["rounds"] = 3
     run(workdir, cfg)
-    assert len(list(workdir.path.glob("results/trials/*/train.json"))) == 12 and len(rounds_of(workdir)) == 3
+    assert len(list(workdir.path.glob("results/toy/trials/*/train.json"))) == 12 and len(rounds_of(workdir)) == 3
     assert {p: p.stat().st_mtime_ns for p in files} == before
-    assert [(workdir.path / f"results/plan/rounds/round_{r}.json").read_bytes() for r in (0, 1)] == round_bytes
-    assert len(workdir.read_csv("results/summary.csv")) == 12
+    assert [(workdir.path / f"results/toy/plan/rounds/round_{r}.json").read_bytes() for r in (0, 1)] == round_bytes
+    assert len(workdir.read_csv("results/toy/summary.csv")) == 12
 
 
 def _state(wd: Workdir) -> dict:
     """What a search leaves: its round files (byte for byte) and every result's metrics."""
-    rounds = {p.name: p.read_bytes() for p in (wd.path / "results/plan/rounds").glob("*.json")}
+    rounds = {p.name: p.read_bytes() for p in (wd.path / "results/toy/plan/rounds").glob("*.json")}
     results = {}
-    for p in (wd.path / "results/trials").glob("*/*.json"):
+    for p in (wd.path / "results/toy/trials").glob("*/*.json"):
         if p.stem not in ("train", "eval"):
             continue  # the toy's model.json
         rec = json.loads(p.read_text())
@@ -143,10 +143,10 @@ def _state(wd: Workdir) -> dict:
 KILL_CASES = {
     # halving: kill once round 1 is chosen and one of its trainings finished
     "halving": ({"method": "halving", "n_trials": 6, "seed": 2, "budget": {"param": "epochs", "min": 1, "max": 9, "eta": 3}},
-                lambda d: (d / "results/plan/rounds/round_1.json").exists() and len(list(d.glob("results/trials/*/train.json"))) >= 7),
+                lambda d: (d / "results/toy/plan/rounds/round_1.json").exists() and len(list(d.glob("results/toy/trials/*/train.json"))) >= 7),
     # optuna: kill when round 0's last result appears: round 1 is being chosen (Optuna's import alone takes ~1 s)
     "optuna": ({"method": "optuna", "rounds": 3, "batch": 3, "seed": 0},
-               lambda d: len(list(d.glob("results/trials/*/eval.json"))) >= 3),
+               lambda d: len(list(d.glob("results/toy/trials/*/eval.json"))) >= 3),
 }
 
 
@@ -162,13 +162,13 @@ def test_kill_minus_nine_in_a_search_then_resume_equals_an_uninterrupted_run(met
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     valid_before = {}
-    for p in [*workdir.path.glob("results/trials/*/train.json"), *workdir.path.glob("results/trials/*/eval.json")]:
+    for p in [*workdir.path.glob("results/toy/trials/*/train.json"), *workdir.path.glob("results/toy/trials/*/eval.json")]:
         try:
             json.loads(p.read_text())
             valid_before[p] = p.stat().st_mtime_ns
         except ValueError:
             pass
-    chosen_before = len(list((workdir.path / "results/plan/rounds").glob("*.json")))
+    chosen_before = len(list((workdir.path / "results/toy/plan/rounds").glob("*.json")))
     assert chosen_before < search.n_rounds(validate_config(search_config(workdir, spec), "t").sweep)
 
     workdir.snakemake("--unlock", "--configfile", str(cfg_path), check=True)

@@ -230,7 +230,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     # -- reference: the same sweep run locally
     local = _snakemake(local_dir, ["--cores", "2", "--configfile", "sweep.yaml"], 150)
     assert local.returncode == 0, local.stderr[-3000:]
-    local_rows = {r["trial"]: r for r in _read_csv(local_dir / "results/summary.csv")}
+    local_rows = {r["trial"]: r for r in _read_csv(local_dir / "results/slurm-it/summary.csv")}
     assert len(local_rows) == 2
     timings["local"] = time.monotonic() - t0
     print(f"local run: {timings['local']:.1f}s", flush=True)
@@ -243,7 +243,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     timings["slurm_run1"] = time.monotonic() - t1
     print(f"slurm run 1: {timings['slurm_run1']:.1f}s", flush=True)
     assert "Using profiles profiles/slurm and " in out1
-    rows = _read_csv(slurm_dir / "results/summary.csv")
+    rows = _read_csv(slurm_dir / "results/slurm-it/summary.csv")
     _assert_matches_local(rows, local_rows)
 
     jobs = _slurm_jobs(cluster, _run_id(out1))
@@ -265,7 +265,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     windows = []
     for trial in local_rows:
         for step in STEPS:
-            rec = json.loads((slurm_dir / "results/trials" / trial / f"{step}.json").read_text())
+            rec = json.loads((slurm_dir / "results/slurm-it/trials" / trial / f"{step}.json").read_text())
             assert rec["status"] == "ok" and rec["trial"] == trial
             windows.append((rec["started_at"], rec["ended_at"], f"{step} {trial}"))
     windows.sort()
@@ -274,7 +274,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
 
     # -- run 2: one trial re-measured; its Slurm job is cancelled while running; the retry finishes it
     victim = rows[0]["trial"]
-    (slurm_dir / "results/trials" / victim / "measure.json").unlink()
+    (slurm_dir / "results/slurm-it/trials" / victim / "measure.json").unlink()
     comment = "rule_measure"  # the bundle that measures the victim, alone this time
     t2 = time.monotonic()
     proc = subprocess.Popen(
@@ -306,9 +306,9 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     assert [j["state"] for j in jobs2] == ["CANCELLED", "COMPLETED"], jobs2
     retry = _job_fields(cluster, jobs2[1]["jobid"])
     assert retry["MinMemoryNode"] == "4000M", "the retry (attempt 2) must get 2000 * attempt MB"
-    rows2 = _read_csv(slurm_dir / "results/summary.csv")
+    rows2 = _read_csv(slurm_dir / "results/slurm-it/summary.csv")
     _assert_matches_local(rows2, local_rows)
-    assert (slurm_dir / "results/trials" / victim / "measure.json").exists()
+    assert (slurm_dir / "results/slurm-it/trials" / victim / "measure.json").exists()
 
     # -- run 3: a plain re-run has nothing left to do
     run3 = _snakemake(slurm_dir, slurm_args, 60)

@@ -10,8 +10,8 @@ placed in bundles trial-4 and trial-9, through `--profile profiles/slurm` plus t
 overlay. It must end (no hang), with:
 - few submissions: 10 bundles of 10 trials' train+eval, up to 10 of 10 measurements, plus the
   resubmitted failed bundles;
-- failures recorded per trial as without bundles (logs/train/{trial}.error.json: reason, attempt;
-  results/summary.csv: failed, with the error); no other trial failed; every trial of the 8
+- failures recorded per trial as without bundles (results/<name>/logs/train/{trial}.error.json: reason, attempt;
+  results/<name>/summary.csv: failed, with the error); no other trial failed; every trial of the 8
   bundles without a failure done (a failure holds back its own bundle only);
 - no measurement contaminated: on this one node, no step of any trial ran while a measurement ran
   (the measurement bundles are exclusive Slurm jobs), and every measurement job is exclusive.
@@ -121,7 +121,7 @@ def submissions(output: str) -> list[str]:
 def step_windows(work: Path) -> list[tuple[str, str, str]]:
     """(started_at, ended_at, 'step trial') of every result record (ISO times, one clock: one node)."""
     out = []
-    for path in (work / "results" / "trials").glob("*/*.json"):
+    for path in (work / "results/slurm-scale/trials").glob("*/*.json"):
         if path.stem in STEPS:
             rec = json.loads(path.read_text())
             out.append((rec["started_at"], rec["ended_at"], f"{rec['step']} {rec['trial']}"))
@@ -163,7 +163,7 @@ def test_100_trials_bundled_failures_per_trial_measurements_isolated(cluster, tm
     jobs1 = submissions(out)
     print(f"run 1: {N_TRIALS} trials, {len(jobs1)} Slurm jobs, {wall1:.0f} s, load {load:.1f}", flush=True)
 
-    plan = json.loads((work / "results/plan/trials.json").read_text())
+    plan = json.loads((work / "results/slurm-scale/plan/trials.json").read_text())
     trials = {t["trial"]: t["params"] for t in plan["trials"]}
     assert len(trials) == N_TRIALS
     failing = {t: p["fail"] for t, p in trials.items() if p.get("fail")}
@@ -186,7 +186,7 @@ def test_100_trials_bundled_failures_per_trial_measurements_isolated(cluster, tm
     # failures are recorded per trial, as without bundles; a bundle stops at its first failed trial
     # (the Snakemake process inside the allocation has no --keep-going), so in each failing bundle at
     # least one failing trial has run and failed, and its bundle-mates wait for run 2 (never failed)
-    rows = {r["trial"]: r for r in _read_csv(work / "results/summary.csv")}
+    rows = {r["trial"]: r for r in _read_csv(work / "results/slurm-scale/summary.csv")}
     assert set(rows) == set(trials)
     order = [t["trial"] for t in plan["trials"]]
     bundle_of = {t: i // 10 for i, t in enumerate(order)}
@@ -195,7 +195,7 @@ def test_100_trials_bundled_failures_per_trial_measurements_isolated(cluster, tm
         failed = [t for t, m in failing.items() if m == mode and rows[t]["status"] == "failed"]
         assert failed, f"no {mode} trial was recorded failed: {[rows[t] for t in failing]}"
         for trial in failed:
-            rec = json.loads((work / "logs/train" / f"{trial}.error.json").read_text())
+            rec = json.loads((work / "results/slurm-scale/logs/train" / f"{trial}.error.json").read_text())
             assert rows[trial]["error"], rows[trial]
             if mode == "raise":  # an exception in the user's code: never retried (failures.retry_on)
                 assert rec["reason"] == "exception" and "injected failure" in rec["message"], rec
@@ -214,12 +214,12 @@ def test_100_trials_bundled_failures_per_trial_measurements_isolated(cluster, tm
     assert not contaminated(step_windows(work)), contaminated(step_windows(work))[:5]
 
     # -- run 2: the bugs "fixed"; what run 1 finished is kept, the rest runs
-    done1 = {p: p.stat().st_mtime_ns for p in (work / "results/trials").glob("*/*.json") if p.stem in STEPS}
+    done1 = {p: p.stat().st_mtime_ns for p in (work / "results/slurm-scale/trials").glob("*/*.json") if p.stem in STEPS}
     env = {k: v for k, v in os.environ.items() if k != "TOY_FAILURES"}
     rc, out2, wall2 = run_snakemake(work, args, env=env)
     assert rc == 0, out2[-4000:]
     jobs2 = submissions(out2)
-    rows = _read_csv(work / "results/summary.csv")
+    rows = _read_csv(work / "results/slurm-scale/summary.csv")
     assert len(rows) == N_TRIALS and {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"][:3]
     redone = [str(p) for p, m in done1.items() if p.stat().st_mtime_ns != m]
     assert not redone, f"results of run 1 were redone: {redone[:5]}"

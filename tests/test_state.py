@@ -169,7 +169,7 @@ class Since:
     def __call__(self, proc: subprocess.CompletedProcess) -> dict[str, int]:
         out = {}
         for s in ("train", "eval", "measure"):
-            files = (self.root / "results/trials").glob(f"*/{s}.json")
+            files = (self.root / "results/toy/trials").glob(f"*/{s}.json")
             by_files = sum(1 for p in files if p.stat().st_mtime >= self.t0)
             printed = jobs_run(proc, s)
             out[s] = printed if printed else by_files
@@ -228,13 +228,13 @@ def test_interrupted_right_after_a_result_resume_redoes_nothing_finished(workdir
     sig, group = (signal.SIGINT, True) if how == "ctrl-c" else (signal.SIGKILL, True)
     caught = _interrupt_after_a_result(workdir, cfg, sig, group)
     time.sleep(0.5)
-    before = {p: p.stat().st_mtime_ns for p in (workdir.path / "results/trials").glob("*/*.json") if _valid(p)}
+    before = {p: p.stat().st_mtime_ns for p in (workdir.path / "results/toy/trials").glob("*/*.json") if _valid(p)}
     assert set(caught) <= set(before)
     if sig == signal.SIGKILL:  # a killed run leaves its lock; the user unlocks as Snakemake says
         workdir.snakemake("--unlock", "--configfile", str(cfg), check=True)
 
     # right after the interrupt: nothing runs, the stopped jobs are interrupted, no ETA
-    st = sweep_status(workdir.path, recent_s=3600)
+    st = sweep_status(workdir.path, results="results/toy", recent_s=3600)
     assert st["snakemake_running"] is False and st["running"] == []
     assert st["eta_s"] is None or st["eta_s"] == 0.0
     assert "snakemake: not running" in format_text(st)
@@ -255,8 +255,8 @@ def test_interrupted_right_after_a_result_resume_redoes_nothing_finished(workdir
     other = Workdir(copy_workflow(tmp_path / "fresh"))
     cfg2 = other.write_config(toy_config(other, grid))
     other.snakemake("--cores", "2", "--configfile", str(cfg2), check=True)
-    assert _stable(workdir.read_csv("results/summary.csv")) == _stable(other.read_csv("results/summary.csv"))
-    assert workdir.read_csv("results/configs.csv")[0].keys() == other.read_csv("results/configs.csv")[0].keys()
+    assert _stable(workdir.read_csv("results/toy/summary.csv")) == _stable(other.read_csv("results/toy/summary.csv"))
+    assert workdir.read_csv("results/toy/configs.csv")[0].keys() == other.read_csv("results/toy/configs.csv")[0].keys()
 
 
 @pytest.mark.e2e
@@ -265,14 +265,14 @@ def test_status_right_after_ctrl_c_counts_interrupted_and_elapsed_from_the_sweep
     proc = workdir.popen("--cores", "2", "--configfile", str(cfg))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        st = sweep_status(workdir.path)
+        st = sweep_status(workdir.path, results="results/toy")
         if st["snakemake_running"] and len(st["running"]) == 2 and st["steps"]["train"]["done"] >= 2:
             break
         time.sleep(0.2)
     assert st["snakemake_running"] and st["running"]
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C: the terminal signals the whole process group
     proc.wait(timeout=60)
-    st = sweep_status(workdir.path)  # logs were written a moment ago: recent, yet nothing runs
+    st = sweep_status(workdir.path, results="results/toy")  # logs were written a moment ago: recent, yet nothing runs
     assert st["snakemake_running"] is False and st["running"] == []
     assert sum(c["interrupted"] for c in st["steps"].values()) >= 1 and st["interrupted"]
     assert st["eta_s"] is None and "not running" in st["eta_note"]
@@ -284,7 +284,7 @@ def test_status_right_after_ctrl_c_counts_interrupted_and_elapsed_from_the_sweep
     time.sleep(1.1)
     workdir.snakemake("-n", "--configfile", str(cfg), check=True)
     workdir.snakemake("--unlock", "--configfile", str(cfg), check=True)
-    st2 = sweep_status(workdir.path)
+    st2 = sweep_status(workdir.path, results="results/toy")
     assert st2["started_at"] == started
 
 
@@ -312,8 +312,8 @@ def test_preview_counts_equal_the_jobs_snakemake_runs_after_an_edit_and_a_settin
 def _corrupt_one(workdir: Workdir, step: str) -> tuple[Path, dict]:
     cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
     workdir.snakemake("--cores", "2", "--configfile", str(cfg), check=True)
-    victim = sorted((workdir.path / "results/trials").glob(f"*/{step}.json"))[0]
-    keep = {p: p.stat().st_mtime_ns for p in (workdir.path / "results/trials").glob("*/*.json")}
+    victim = sorted((workdir.path / "results/toy/trials").glob(f"*/{step}.json"))[0]
+    keep = {p: p.stat().st_mtime_ns for p in (workdir.path / "results/toy/trials").glob("*/*.json")}
     victim.write_text(victim.read_text()[:40])  # a full disk, a hand edit
     return victim, keep
 
@@ -329,7 +329,7 @@ def test_a_corrupt_final_result_is_set_aside_and_redone_in_the_same_run(workdir)
     for p, m in keep.items():
         if p != victim:
             assert p.stat().st_mtime_ns == m, f"{p} was redone"
-    assert [r["status"] for r in workdir.read_csv("results/summary.csv")] == ["ok"] * 4
+    assert [r["status"] for r in workdir.read_csv("results/toy/summary.csv")] == ["ok"] * 4
 
 
 @pytest.mark.e2e
@@ -348,4 +348,4 @@ def test_a_corrupt_intermediate_result_is_redone_in_the_same_run(workdir):
     ran = Since(workdir.path)
     run = workdir.snakemake("--cores", "2", "--configfile", str(workdir.path / "sweep.yaml"), check=True)
     assert ran(run)["eval"] == 1 and _valid(victim)
-    assert [r["status"] for r in workdir.read_csv("results/summary.csv")] == ["ok"] * 4
+    assert [r["status"] for r in workdir.read_csv("results/toy/summary.csv")] == ["ok"] * 4

@@ -32,15 +32,15 @@ def make_tree(root: Path) -> None:
     _touch(root / "results/plan/trials.json", json.dumps(plan))
     for step, secs in (("train", 10.0), ("eval", 2.0), ("measure", 4.0)):
         write_result(root, TRIALS[0], step, age_s=100)
-        _touch(root / f"logs/{step}/{TRIALS[0]}.log", "ok", age_s=100)
+        _touch(root / f"results/logs/{step}/{TRIALS[0]}.log", "ok", age_s=100)
         _touch(root / f"results/benchmarks/{step}/{TRIALS[0]}.tsv",
                f"s\th:m:s\tmax_rss\n{secs}\t0:00:{int(secs):02d}\t100\n", age_s=100)
-    _touch(root / f"logs/train/{TRIALS[1]}.log", "Traceback ...", age_s=50)
-    _touch(root / f"logs/train/{TRIALS[1]}.error.json", json.dumps(
+    _touch(root / f"results/logs/train/{TRIALS[1]}.log", "Traceback ...", age_s=50)
+    _touch(root / f"results/logs/train/{TRIALS[1]}.error.json", json.dumps(
         {"trial": TRIALS[1], "step": "train", "type": "ValueError", "message": "lr must be positive",
          "traceback_tail": "...", "reason": "exception", "time": "2024-01-01T00:00:00Z"}), age_s=50)
     write_result(root, TRIALS[2], "train", age_s=30)
-    _touch(root / f"logs/eval/{TRIALS[2]}.log", "epoch 1", age_s=1)
+    _touch(root / f"results/logs/eval/{TRIALS[2]}.log", "epoch 1", age_s=1)
     _marker(root, f"results/trials/{TRIALS[2]}/eval.json")
 
 
@@ -56,10 +56,10 @@ def test_counts_failure_and_interrupted_without_a_live_run(tmp_path):
     assert (ms["done"], ms["blocked"], ms["pending"]) == (1, 1, 2)
     (f,) = st["failed"]
     assert f["trial"] == TRIALS[1] and f["step"] == "train" and f["type"] == "ValueError"
-    assert f["message"] == "lr must be positive" and f["log"] == f"logs/train/{TRIALS[1]}.log"
+    assert f["message"] == "lr must be positive" and f["log"] == f"results/logs/train/{TRIALS[1]}.log"
     assert st["interrupted"][0]["trial"] == TRIALS[2]
     text = format_text(st)
-    assert "lr must be positive" in text and f"logs/train/{TRIALS[1]}.log" in text
+    assert "lr must be positive" in text and f"results/logs/train/{TRIALS[1]}.log" in text
     assert "failed (1)" in text
 
 
@@ -163,9 +163,9 @@ def test_measure_cycles_are_counted_per_trial(tmp_path):
         write_result(tmp_path, t3, step, age_s=20)
     write_result(tmp_path, t3, "measure", rel=f"results/trials/{t3}/cycles/measure.0.json", age_s=10)
     _touch(tmp_path / f"results/benchmarks/measure/{t3}.cycle0.tsv", "s\th:m:s\n6.0\t0:00:06\n", age_s=10)
-    _touch(tmp_path / f"logs/measure/{t3}.cycle1.error.json", json.dumps(
+    _touch(tmp_path / f"results/logs/measure/{t3}.cycle1.error.json", json.dumps(
         {"type": "Timeout", "message": "measure ran longer than timeout_s.measure", "reason": "timeout"}), age_s=5)
-    _touch(tmp_path / f"logs/measure/{t3}.cycle2.log", "warming up", age_s=1)
+    _touch(tmp_path / f"results/logs/measure/{t3}.cycle2.log", "warming up", age_s=1)
     _marker(tmp_path, f"results/trials/{t3}/cycles/measure.2.json")
     with _LiveSnakemake(tmp_path):
         st = sweep_status(tmp_path, recent_s=120)
@@ -173,13 +173,13 @@ def test_measure_cycles_are_counted_per_trial(tmp_path):
     assert ms["running"] == 1 and ms["done"] == 1  # trial 0 is done (measure.json exists)
     assert ms["mean_duration_s"] == pytest.approx((4.0 + 6.0) / 2)  # one job per record
     r = [x for x in st["running"] if x["step"] == "measure"][0]
-    assert r["trial"] == t3 and r["log"] == f"logs/measure/{t3}.cycle2.log"
+    assert r["trial"] == t3 and r["log"] == f"results/logs/measure/{t3}.cycle2.log"
     # once the running cycle is gone, the failed cycle makes the trial's measure failed
     shutil.rmtree(tmp_path / ".snakemake/incomplete")
     st = sweep_status(tmp_path, recent_s=0.5)
     f = [x for x in st["failed"] if x["step"] == "measure"][0]
-    assert f["trial"] == t3 and f["error_file"] == f"logs/measure/{t3}.cycle1.error.json"
-    assert f["log"] == f"logs/measure/{t3}.cycle1.log" and f["reason"] == "timeout"
+    assert f["trial"] == t3 and f["error_file"] == f"results/logs/measure/{t3}.cycle1.error.json"
+    assert f["log"] == f"results/logs/measure/{t3}.cycle1.log" and f["reason"] == "timeout"
     assert t0 not in {x["trial"] for x in st["failed"]}
 
 
@@ -210,7 +210,7 @@ def test_status_command_never_writes(tmp_path):
     before = _snapshot(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
     for fmt in ("text", "json"):
-        out = subprocess.run([sys.executable, "-m", "snakesweep.status", str(tmp_path), "--format", fmt],
+        out = subprocess.run([sys.executable, "-m", "snakesweep.status", str(tmp_path / "results"), "--format", fmt],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["failed"][0]["trial"] == TRIALS[1]
@@ -231,13 +231,13 @@ rule all:
     input: expand("results/trials/{{t}}/eval.json", t=TR)
 rule train:
     output: "results/trials/{{t}}/train.json"
-    log: "logs/train/{{t}}.log"
+    log: "results/logs/train/{{t}}.log"
     benchmark: "results/benchmarks/train/{{t}}.tsv"
-    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > logs/train/{{wildcards.t}}.error.json; exit 1; fi; i=0; while [ ! -e release ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; {py} write_record.py {{wildcards.t}} train {{output}}"
+    shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > results/logs/train/{{wildcards.t}}.error.json; exit 1; fi; i=0; while [ ! -e release ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; {py} write_record.py {{wildcards.t}} train {{output}}"
 rule eval:
     input: "results/trials/{{t}}/train.json"
     output: "results/trials/{{t}}/eval.json"
-    log: "logs/eval/{{t}}.log"
+    log: "results/logs/eval/{{t}}.log"
     shell: "echo start > {{log}}; {py} write_record.py {{wildcards.t}} eval {{output}}"
 """
 

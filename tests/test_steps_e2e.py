@@ -20,15 +20,15 @@ def test_hyperparameter_sweep_without_measurement(workdir):
     cfg["sweep"]["steps"] = ["train", "eval"]
     run = workdir.snakemake("--cores", "2", "--configfile", str(workdir.write_config(cfg)), check=True)
     assert jobs_run(run, "measure") == 0 and jobs_run(run, "train") == 4 and jobs_run(run, "eval") == 4
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert [r["status"] for r in rows] == ["ok"] * 4
     columns = set(rows[0])
     assert TRAIN_EVAL <= columns
     assert not (columns & EFFICIENCY), sorted(columns & EFFICIENCY)
     for row in rows:
-        tdir = workdir.path / "results" / "trials" / row["trial"]
+        tdir = workdir.path / "results/toy" / "trials" / row["trial"]
         assert (tdir / "eval.json").exists() and not (tdir / "measure.json").exists()
-    best = json.loads((workdir.path / "results" / "best.json").read_text())
+    best = json.loads((workdir.path / "results/toy" / "best.json").read_text())
     assert "eval_accuracy" in json.dumps(best)
 
 
@@ -41,16 +41,16 @@ def test_measure_only_study_has_no_model_and_only_measurement_columns(workdir):
     cfg["sweep"]["seeds"] = [0]
     run = workdir.snakemake("--cores", "2", "--configfile", str(workdir.write_config(cfg)), check=True)
     assert jobs_run(run, "train") == 0 and jobs_run(run, "eval") == 0 and jobs_run(run, "measure") == 4
-    rows = workdir.read_csv("results/summary.csv")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert [r["status"] for r in rows] == ["ok"] * 4
     columns = set(rows[0])
     assert {"throughput_sps", "latency_ms_p50", "window_s"} <= columns
     assert not (columns & TRAIN_EVAL), sorted(columns & TRAIN_EVAL)
     for row in rows:
-        record = json.loads((workdir.path / "results" / "trials" / row["trial"] / "measure.json").read_text())
+        record = json.loads((workdir.path / "results/toy" / "trials" / row["trial"] / "measure.json").read_text())
         # the toy's batches hold `batch_size` samples of the trial's own parameter
         assert record["metrics"]["n_samples_timed"] % int(row["batch_size"]) == 0
-        assert not (workdir.path / "results" / "trials" / row["trial"] / "train.json").exists()
+        assert not (workdir.path / "results/toy" / "trials" / row["trial"] / "train.json").exists()
 
 
 @pytest.mark.parametrize(

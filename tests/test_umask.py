@@ -59,11 +59,11 @@ def test_a_real_run_leaves_every_result_readable_as_the_umask_says(workdir, umas
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    modes = _modes(workdir.path / "results")
+    modes = _modes(workdir.path / "results/toy")
     for must in ("summary.csv", "configs.csv", "plan/trials.json", "plan/trials.csv", "best.json",
                  "plots/heatmap.png", "report/answer.html"):
         assert must in modes, must
     assert any(p.endswith("/measure.json") for p in modes) and any(p.endswith("/train.json") for p in modes)
     wrong = {p: oct(m) for p, m in modes.items()
-             if m != (dir_mode if (workdir.path / "results" / p).is_dir() else file_mode)}
+             if m != (dir_mode if (workdir.path / "results/toy" / p).is_dir() else file_mode)}
     assert wrong == {}

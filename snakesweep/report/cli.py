@@ -2,7 +2,7 @@
 :mod:`snakesweep.report.plots`), the tables main, and the collect rule's main.
 
 Both report mains exit 0 whenever the arguments are valid: an output that cannot be made is
-replaced by a file saying why and recorded in results/report/problems.<rule>.json."""
+replaced by a file saying why and recorded in <sweep dir>/report/problems.<rule>.json."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def tables_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pareto", required=True)
     ap.add_argument("--importance", required=True)
     ap.add_argument("--html", help="also write answer.html (without plots; snakesweep.report.plots --html embeds them)")
-    ap.add_argument("--problems", help="default: results/report/problems.report_tables.json")
+    ap.add_argument("--problems", help="default: report/problems.report_tables.json in the sweep's directory")
     args = ap.parse_args(argv)
 
     objective = check_objective(args.objective, args.direction)
@@ -92,13 +92,14 @@ def collect_main(argv: list[str] | None = None) -> int:
     """The collect rule: summary.csv and configs.csv (:func:`snakesweep.report.workflow.collect`)."""
     ap = argparse.ArgumentParser(prog="python scripts/collect.py")
     ap.add_argument("--plan", required=True)
-    ap.add_argument("--results", help="results directory (default: the plan's results/)")
-    ap.add_argument("--logs", default="logs")
+    ap.add_argument("--results", help="the sweep's directory (default: the one holding the plan's plan/)")
+    ap.add_argument("--logs", help="the sweep's logs (default: logs/ in the sweep's directory)")
     ap.add_argument("--summary", required=True)
     ap.add_argument("--configs", required=True)
     a = ap.parse_args(argv)
     from snakesweep.collect import counts_line  # lazy: via grid, pydantic, which the end-of-run summary never needs
 
-    results = a.results or str(Path(a.plan).parent.parent)  # results/plan/trials.json -> results
-    print(counts_line(collect(a.plan, results, a.logs, a.summary, a.configs)))
+    results = a.results or str(Path(a.plan).parent.parent)  # results/<name>/plan/trials.json -> results/<name>
+    logs = a.logs or str(Path(results, "logs"))
+    print(counts_line(collect(a.plan, results, logs, a.summary, a.configs)))
     return 0

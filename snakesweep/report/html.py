@@ -24,8 +24,11 @@ h1{font-size:1.35em;margin:.2em 0 .6em} h2{font-size:1.1em;margin:1.4em 0 .4em;b
 .verdict{padding:.7em 1em;border-radius:6px;font-size:1.02em}
 .sig{background:#e3f9e5;border-left:5px solid #3f9142} .nosig{background:#fffbea;border-left:5px solid #de911d}
 .problem{background:#ffe3e3;border-left:5px solid #cf1124;padding:.5em 1em;border-radius:6px}
-table{border-collapse:collapse;font-size:.9em;margin:.3em 0} th,td{padding:.25em .7em;text-align:right;border-bottom:1px solid #e4e7eb}
-th{background:#f0f4f8;font-weight:600} td.l,th.l{text-align:left} tr.best td{font-weight:600;background:#f7fcf7}
+table{border-collapse:collapse;font-size:.86em;margin:.3em 0;max-width:100%} th,td{padding:.22em .5em;text-align:right;border-bottom:1px solid #e4e7eb}
+td{white-space:nowrap} td.l,td.vals{white-space:normal}
+th{background:#f0f4f8;font-weight:600;vertical-align:bottom} td.l,th.l{text-align:left} tr.best td{font-weight:600;background:#f7fcf7}
+td.vals{max-width:14em;font-size:.92em} sup.n{color:#9b2c2c;font-weight:600;margin-left:.1em}
+ol.notes{color:#627d98;font-size:.84em;margin:.2em 0 .8em;padding-left:1.6em} ol.notes li{margin:.1em 0}
 .bar{display:inline-block;height:.75em;background:#486581;vertical-align:middle;margin-right:.4em}
 .muted{color:#627d98;font-size:.88em} code{background:#f0f4f8;padding:0 .25em;border-radius:3px}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #e4e7eb} figcaption{color:#627d98;font-size:.88em}
@@ -49,6 +52,38 @@ def _num(x: Any, digits: int = 4) -> str:
 def _ci(c: Mapping, metric: str) -> str:
     lo, hi = to_float(c.get(f"{metric}_ci_low")), to_float(c.get(f"{metric}_ci_high"))
     return "" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
+
+
+def _hh(name: Any) -> str:
+    """A column name for a header: escaped; it wraps at its spaces (``latency_ms_p95`` / ``mean``),
+    so the column is as wide as its longest word, not its whole header."""
+    return _h(name)
+
+
+class _Notes:
+    """A table's notes, each written once under the table (numbered) and marked in its cells with
+    the number: a note repeated in every row ("n too small ...") would wrap to lines per row."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, note: Any) -> str:
+        text = str(note or "").strip()
+        if not text:
+            return ""
+        if text not in self.texts:
+            self.texts.append(text)
+        i = self.texts.index(text) + 1
+        return f"<sup class='n' title='{_h(text)}'>{i}</sup>"
+
+    def cell(self, interval: str, note: Any) -> str:
+        """An interval cell: the interval (or "n/a"), marked with its note."""
+        return (interval or "<span class='muted'>n/a</span>") + self.mark(note)
+
+    def html(self) -> str:
+        if not self.texts:
+            return ""
+        return "<ol class='notes'>" + "".join(f"<li>{_h(t)}</li>" for t in self.texts) + "</ol>"
 
 
 PLOT_NAMES = ("objective_vs_params", "heatmap", "pareto", "training_curves")  # every sweep's
@@ -83,8 +118,8 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
         out.append(f"<p class='muted'>Same in every configuration: {fixed_txt}.</p>")
 
     def head(extra: Sequence[str] = ()) -> str:
-        cells = "".join(f"<th class='l'>{_h(k)}</th>" for k in swept)
-        return f"<tr><th class='l'>config</th>{cells}{''.join(f'<th>{_h(e)}</th>' for e in extra)}</tr>"
+        cells = "".join(f"<th class='l'>{_hh(k)}</th>" for k in swept)
+        return f"<tr><th class='l'>config</th>{cells}{''.join(f'<th>{_hh(e)}</th>' for e in extra)}</tr>"
 
     def params_cells(params: Mapping) -> str:
         return "".join(f"<td class='l'>{_hp(params.get(k))}</td>" for k in swept)
@@ -93,19 +128,27 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
     pair = [(lbl, best.get(key)) for lbl, key in (("best", "best"), ("runner-up", "runner_up")) if best.get(key)]
     if pair:
         out.append("<h2>Best and runner-up</h2><table>")
-        out.append(head(["ok / planned seeds", "mean", "95% CI", "std", "per-seed values", *(f"{m} mean" for m in eff)]))
+        over_cycles = all(b.get("over") == "cycles" for _, b in pair)
+        out.append(head(["ok / planned seeds", "mean", "95% CI", "std",
+                         "per-cycle mean of the one seed" if over_cycles else "per-seed values",
+                         *(f"{m} mean" for m in eff)]))
+        notes = _Notes()
         for lbl, b in pair:
             vals = ", ".join(f"{v:.4g}" for v in b.get("values") or [])
             ci = "" if b.get("ci_low") is None else f"[{b['ci_low']:.4g}, {b['ci_high']:.4g}]"
-            ci = ci or f"<span class='muted'>{_h(b.get('ci_note') or '')}</span>"
+            note = b.get("ci_note") or ""
+            if b.get("over") == "cycles":
+                note = f"std and interval over the {b.get('n_cycles')} measurement cycles of the one ok seed" + (
+                    f" ({note})" if note and not ci else "")
             c = by_id.get(b.get("config_id"), {})
             out.append(
                 f"<tr class='{'best' if lbl == 'best' else ''}'><td class='l'>{_h(lbl)} <span class='muted'>{_h(b.get('config_id'))}</span></td>"
                 f"{params_cells(b.get('params') or {})}<td>{b.get('n_ok')} / {b.get('n_seeds')}</td>"
-                f"<td>{_num(b.get('mean'))}</td><td>{ci}</td><td>{_num(b.get('std'), 3)}</td><td>{_h(vals)}</td>"
+                f"<td>{_num(b.get('mean'))}</td><td>{notes.cell(ci, note)}</td><td>{_num(b.get('std'), 3)}</td>"
+                f"<td class='vals'>{_h(vals)}</td>"
                 + "".join(f"<td>{_num(c.get(f'{m}_mean'))}</td>" for m in eff) + "</tr>"
             )
-        out.append("</table>")
+        out.append("</table>" + notes.html())
         test = best.get("test") or {}
         if test:
             if test.get("p_value") is not None:
@@ -158,18 +201,21 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
                    + (f" (top {max_configs} of {len(ranked)})" if len(ranked) > max_configs else "") + "</h2>")
         out.append("<table>" + head(["ok / planned", "failed", "mean", "95% CI", *(f"{m} mean" for m in eff)]))
         best_id = (best.get("best") or {}).get("config_id")
+        notes = _Notes()
         for c in ranked[:max_configs]:
-            ci = _ci(c, metric) or f"<span class='muted'>{_h(c.get(CI_NOTE) or '')}</span>"
+            ci = notes.cell(_ci(c, metric), c.get(CI_NOTE))
             out.append(f"<tr class='{'best' if c.get('config_id') == best_id else ''}'><td class='l'>{_h(c.get('config_id'))}</td>"
                        f"{params_cells(c)}<td>{_h(c.get('n_ok'))} / {_h(c.get('n_seeds'))}</td><td>{_h(c.get('n_failed'))}</td>"
                        f"<td>{_num(c.get(f'{metric}_mean'))}</td><td>{ci}</td>"
                        + "".join(f"<td>{_num(c.get(f'{m}_mean'))}</td>" for m in eff) + "</tr>")
-        out.append("</table>")
+        out.append("</table>" + notes.html())
     if missing:
         out.append(f"<p class='muted'>{missing} configuration(s) have no {_h(metric)} "
                    "(their seeds failed, are pending, or did not report it); results/configs.csv lists them.</p>")
-    out.append(f"<p class='muted'>Intervals: two-sided 95% t intervals over ok seeds, only from {MIN_N_FOR_CI} "
-               "ok values, clipped to a metric's known range (see results/configs.csv, column ci_note).</p>")
+    out.append(f"<p class='muted'>Intervals: two-sided 95% t intervals over ok seeds (for a configuration with one "
+               f"ok seed measured over several cycles: over its cycles), only from {MIN_N_FOR_CI} values, clipped to "
+               "a metric's known range; a numbered mark points to the note under its table (configs.csv, column "
+               "ci_note).</p>")
     for note in rep.notes:
         out.append(f"<p class='muted'>{_h(note)}</p>")
     shown = [(n, Path(p)) for n, p in (plots or {}).items() if p and Path(p).is_file()]

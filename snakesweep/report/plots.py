@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.results import atomic_write_bytes, atomic_write_text, read_json_or_none
+from snakesweep.stats import MIN_N_FOR_CI
 from snakesweep.table import param_cell
 
 from .cli import add_inputs, add_objectives, fail_all, load_reports
@@ -96,6 +97,40 @@ def _errs(rows: list[dict], metric: str) -> tuple[list[float], list[float], list
     return means, lo, hi
 
 
+def _span(ns: Sequence[int]) -> str:
+    lo, hi = min(ns), max(ns)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def interval_description(rows: list[dict], metric: str) -> tuple[str, bool]:
+    """What the error bars on ``rows`` (the drawn configurations) are, from the rows themselves:
+    (text, whether any bar is drawn). A bar is over seeds, or, for a configuration with one ok
+    seed measured over several cycles, over that seed's cycles (configs.csv's ci_note)."""
+    seeds, cycles, none = [], [], []
+    for c in rows:
+        has = to_float(c.get(f"{metric}_ci_low")) is not None and to_float(c.get(f"{metric}_ci_high")) is not None
+        n_ok = int(to_float(c.get("n_ok")) or 0)
+        n_cyc = to_float(c.get("cycles"))
+        if not has:
+            none.append(n_ok)
+        elif n_ok == 1 and n_cyc is not None and n_cyc >= 2:
+            cycles.append(int(n_cyc))
+        else:
+            seeds.append(n_ok)
+    parts = []
+    if seeds:
+        parts.append(f"95% t CI over {_span(seeds)} ok seeds")
+    if cycles:
+        parts.append(f"95% t CI over {_span(cycles)} measurement cycles of one seed")
+    if not parts:
+        ns = _span(none) if none else "0"
+        return (f"no error bars: {ns} ok seed(s) per configuration, an interval needs >= {MIN_N_FOR_CI}", False)
+    text = "error bars: " + " / ".join(parts)
+    if none:
+        text += f"; {len(none)} of {len(rows)} point(s) without a bar (fewer than {MIN_N_FOR_CI} values)"
+    return text, True
+
+
 def best_config(configs: list[dict], metric: str, direction: str) -> dict | None:
     usable = [c for c in configs if to_float(c.get(f"{metric}_mean")) is not None]
     if not usable:
@@ -136,7 +171,8 @@ def plot_objective_vs_params(plt, rep: Reports, path) -> None:
         ax.errorbar([0], means, yerr=[lo, hi], fmt="o", capsize=5, color="C0")
         ax.set_xticks([0], ["the only configuration"])
         ax.set_ylabel(_label(metric, direction))
-        ax.set_title(f"{metric}: mean and 95% CI over {best.get('n_ok', '?')} ok seed(s)")
+        text, _ = interval_description([best], metric)
+        ax.set_title(f"{metric}: mean of the only configuration\n({text})", fontsize=9)
         _save(fig, path)
         return
     n = len(swept)
@@ -146,6 +182,7 @@ def plot_objective_vs_params(plt, rep: Reports, path) -> None:
                              layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
+    drawn: dict[str, dict] = {}  # the configurations drawn with their interval, over every panel
     for ax, p in zip(axes.flat, swept):
         levels = sorted_levels(c.get(p) for c in configs)
         pos, numeric = _positions(levels)
@@ -155,8 +192,11 @@ def plot_objective_vs_params(plt, rep: Reports, path) -> None:
         line = [c for c in usable if all(level_key(c.get(q)) == level_key(best.get(q)) for q in others)]
         line.sort(key=lambda c: pos[level_key(c.get(p))])
         means, lo, hi = _errs(line, metric)
+        drawn.update((str(c.get("config_id")), c) for c in line)
+        bars = interval_description(line, metric)[1]
+        label = ("slice through best" if others else "mean") + (", 95% CI" if bars else "")
         ax.errorbar([pos[level_key(c.get(p))] for c in line], means, yerr=[lo, hi], fmt="-o", capsize=4,
-                    color="C0", zorder=3, label="slice through best, 95% CI" if others else "mean, 95% CI")
+                    color="C0", zorder=3, label=label)
         ax.scatter([pos[level_key(best.get(p))]], [to_float(best[col])], marker="*", s=160, color="C3",
                    zorder=4, label="best")
         if numeric and use_log_axis(levels):
@@ -169,7 +209,8 @@ def plot_objective_vs_params(plt, rep: Reports, path) -> None:
     axes.flat[0].legend(fontsize=7, loc="best")
     failed = len(configs) - len(usable)
     note = f"; {failed} configuration(s) without results not shown" if failed else ""
-    fig.suptitle(f"{metric} vs each swept parameter (error bars: 95% t CI over seeds, from 3 ok seeds{note})")
+    text, _ = interval_description(list(drawn.values()), metric)
+    fig.suptitle(f"{metric} vs each swept parameter\n({text}{note})", fontsize=10)
     _save(fig, path)
 
 

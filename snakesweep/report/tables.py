@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snakesweep.measure import CYCLE_CI_NOTE, CYCLE_INDEX_KEYS, CYCLE_STAT_SUFFIXES, FACT_KEYS
 from snakesweep.results import atomic_write_text
-from snakesweep.stats import MIN_N_FOR_CI, welch_t_test
+from snakesweep.stats import MIN_N_FOR_CI, welch_from_stats, welch_t_test
 from snakesweep.table import csv_text, py_value
 
 from .frame import (
@@ -40,6 +41,29 @@ if TYPE_CHECKING:
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 COUNT_COLUMNS = ("n_seeds", "n_ok", "n_failed", "n_pending")
 CI_NOTE = "ci_note"
+# summary.csv columns that are kept per configuration as they are, never averaged: a workload's
+# exact facts (param_count, ...) and the number of measurement cycles per trial. The value is the
+# one every ok trial of the configuration agrees on (empty where they disagree).
+KEPT_COLUMNS = (*FACT_KEYS, "cycles")
+# a trial's own cycle statistics of a metric m (measure.aggregate_cycles): m_std, m_ci_low,
+# m_ci_high, and the note; the cycle index. None of them is a metric to average.
+CYCLE_SUFFIXES = tuple(f"_{s}" for s in CYCLE_STAT_SUFFIXES)
+
+
+def cycle_stat_columns(columns: Sequence[str]) -> set[str]:
+    """The columns of ``columns`` that are a trial's statistics, not metrics: ``<m>_std`` beside a
+    column ``m``, every ``*_ci_low`` / ``*_ci_high`` (interval bounds are never averaged), the
+    cycle note and the cycle index."""
+    cols = set(columns)
+    out = {c for c in cols if c.endswith(("_ci_low", "_ci_high"))}
+    out |= {c for c in cols if c.endswith("_std") and c.removesuffix("_std") in cols}
+    return out | ({CYCLE_CI_NOTE, *CYCLE_INDEX_KEYS} & cols)
+
+
+def cycle_metrics(columns: Sequence[str]) -> set[str]:
+    """Metrics with per-trial cycle statistics (a ``<m>_ci_low`` column beside ``m``)."""
+    cols = set(columns)
+    return {c for c in cols if f"{c}_ci_low" in cols and f"{c}_std" in cols}
 CONFIDENCE = 0.95
 ALPHA = 0.05
 
@@ -95,9 +119,17 @@ def config_table(
     out["n_pending"] = out["n_seeds"] - out["n_ok"] - out["n_failed"]
 
     ok = df[status == "ok"]
+    all_metrics = metric_columns(df, param_names)
+    stats_cols = cycle_stat_columns(all_metrics)
+    kept = [c for c in all_metrics if c in KEPT_COLUMNS]
+    for c in kept:  # facts and the cycle count: the configuration's one value, never a mean
+        out[c] = object_column(_common_per_config(ok, c, ids))
+    with_cycles = cycle_metrics(all_metrics)
+    ok_first = ok.drop_duplicates("config_id").set_index("config_id")
     small: dict[str, list[tuple[str, int]]] = {}
     clipped: dict[str, list[tuple[str, tuple]]] = {}
-    for m in numeric_metrics(df, metric_columns(df, param_names)):
+    over_cycles: dict[str, list[str]] = {}
+    for m in numeric_metrics(df, [c for c in all_metrics if c not in stats_cols and c not in kept]):
         vals = metric_values(ok[m])
         g = vals.groupby(ok["config_id"], sort=False)
         n = g.count().reindex(ids).fillna(0).to_numpy()
@@ -107,6 +139,16 @@ def config_table(
         usable = n >= MIN_N_FOR_CI
         lo = np.where(usable, mean - half, np.nan)
         hi = np.where(usable, mean + half, np.nan)
+        std = np.where(n >= 2, std, np.nan)
+        one_seed = np.zeros(len(ids), dtype=bool)
+        if m in with_cycles:
+            # one ok seed measured over several cycles: the interval is the trial's own, over its
+            # cycles (measurement noise only), computed by aggregate_cycles with the same rules
+            c_lo, c_hi, c_std = (_trial_stat(ok_first, f"{m}_{sfx}", ids) for sfx in ("ci_low", "ci_high", "std"))
+            one_seed = (n == 1) & ~np.isnan(c_std)
+            lo = np.where(one_seed, c_lo, lo)
+            hi = np.where(one_seed, c_hi, hi)
+            std = np.where(one_seed, c_std, std)
         low, high = known_range(m, vals.dropna().tolist())
         with np.errstate(invalid="ignore"):
             cut = np.zeros(len(ids), dtype=bool)
@@ -116,21 +158,55 @@ def config_table(
             if high is not None:
                 cut |= hi > high
                 hi = np.where(hi > high, high, hi)
-        out[f"{m}_mean"], out[f"{m}_std"] = mean, np.where(n >= 2, std, np.nan)
+        out[f"{m}_mean"], out[f"{m}_std"] = mean, std
         out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
-        for cid, k, c in zip(ids, n, cut):
-            if 0 < k < MIN_N_FOR_CI:
+        for cid, k, c, cyc, has in zip(ids, n, cut, one_seed, ~np.isnan(lo)):
+            if cyc:
+                over_cycles.setdefault(cid, []).append(m)
+                if not has:
+                    small.setdefault(cid, []).append((m, 1))
+            elif 0 < k < MIN_N_FOR_CI:
                 small.setdefault(cid, []).append((m, int(k)))
             if c:
                 clipped.setdefault(cid, []).append((m, (low, high)))
-    out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, [])) for cid in ids]
+    cycles_of = dict(zip(ids, _common_per_config(ok, "cycles", ids))) if "cycles" in ok.columns else {}
+    out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, []), over_cycles.get(cid, []), cycles_of.get(cid))
+                    for cid in ids]
     fixed = {"config_id", *keys, *COUNT_COLUMNS}
     empty = [c for c in out.columns if c not in fixed and out[c].map(lambda v: py_value(v) in (None, "")).all()]
     return out.drop(columns=empty)
 
 
-def _ci_note(small: list[tuple[str, int]], clipped: list[tuple[str, tuple]]) -> str:
+def _trial_stat(ok_first: pd.DataFrame, column: str, ids: Sequence[str]) -> np.ndarray:
+    """``column`` of each configuration's first ok trial (NaN for a configuration without one)."""
+    import numpy as np
+
+    col = metric_values(ok_first[column]) if not ok_first.empty else None
+    return np.array([col.get(cid, np.nan) if col is not None else np.nan for cid in ids], dtype=float)
+
+
+def _common_per_config(ok: pd.DataFrame, column: str, ids: Sequence[str]) -> list[Any]:
+    """The value of ``column`` every ok trial of each configuration agrees on (None otherwise)."""
+    seen: dict[str, set] = {}
+    first: dict[str, Any] = {}
+    for cid, v in zip(ok["config_id"], ok[column]):
+        v = py_value(v)
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        f = to_float(v)
+        key = f if f is not None else str(v)
+        seen.setdefault(cid, set()).add(key)
+        first.setdefault(cid, (int(f) if f is not None and f.is_integer() else f) if f is not None else v)
+    return [first[cid] if len(seen.get(cid, ())) == 1 else None for cid in ids]
+
+
+def _ci_note(small: list[tuple[str, int]], clipped: list[tuple[str, tuple]], over_cycles: Sequence[str] = (),
+             cycles: Any = None) -> str:
     parts = []
+    if over_cycles:
+        n = f"{int(to_float(cycles))} " if to_float(cycles) is not None else ""
+        parts.append(f"one ok seed: intervals over its {n}measurement cycles (measurement noise only) for "
+                     + ", ".join(over_cycles))
     if small:
         ns = {k for _, k in small}
         if len(ns) == 1:
@@ -216,7 +292,21 @@ def best_report(
             return []
         return [float(v) for v in values[ok["config_id"] == cid].dropna()]
 
+    def cycles_of(cid: str) -> dict | None:
+        """One ok seed measured over >= 2 cycles: that trial's cycle statistics of the objective."""
+        if f"{metric}_std" not in ok.columns or "cycles" not in ok.columns:
+            return None
+        rows = ok[ok["config_id"] == cid]
+        if len(rows) != 1:
+            return None
+        r = rows.iloc[0]
+        n, std, mean = to_float(r.get("cycles")), to_float(r.get(f"{metric}_std")), to_float(r.get(metric))
+        if n is None or n < 2 or std is None or mean is None:
+            return None
+        return {"n": int(n), "mean": mean, "std": std}
+
     def describe(c: Mapping) -> dict:
+        cyc = cycles_of(c.get("config_id"))
         return {
             "config_id": c.get("config_id"),
             "params": {k: py_value(c.get(k)) for k in keys},
@@ -228,7 +318,11 @@ def best_report(
             "ci_low": to_float(c.get(f"{metric}_ci_low")),
             "ci_high": to_float(c.get(f"{metric}_ci_high")),
             "ci_note": py_value(c.get(CI_NOTE)) or None,
+            # what std and the interval are over: seeds, or the one seed's measurement cycles
+            "over": "cycles" if cyc else "seeds",
+            "n_cycles": cyc["n"] if cyc else None,
             "values": seeds_of(c.get("config_id")),
+            "_cycles": cyc,
         }
 
     out: dict[str, Any] = {
@@ -265,6 +359,7 @@ def best_report(
     best = describe(rows[0])
     out["best"] = best
     if len(rows) == 1:
+        best.pop("_cycles")
         out["verdict"] = (
             f"only one configuration has a result for {metric} "
             f"(mean {_fmt(best['mean'])}); nothing to compare it with"
@@ -274,9 +369,26 @@ def best_report(
     out["runner_up"] = runner
     diff = best["mean"] - runner["mean"]
     out["difference"] = diff
-    w = welch_t_test(best["values"], runner["values"])
+    cb, cr = best.pop("_cycles"), runner.pop("_cycles")
+    if cb and cr:
+        # one seed each, several cycles each: the cycles are the only repeated values there are
+        w = welch_from_stats(cb["mean"], cb["std"], cb["n"], cr["mean"], cr["std"], cr["n"])
+        name = ("Welch's t-test over measurement cycles (two-sided, unequal variances; one seed per "
+                "configuration, so it covers measurement noise, not seed noise)")
+        over, unit = "cycles", "cycle"
+        counts = f"best has {cb['n']} cycles, runner-up {cr['n']}"
+        noise = "measurement noise"
+    else:
+        w = welch_t_test(best["values"], runner["values"])
+        name = "Welch's t-test (two-sided, unequal variances)"
+        over, unit = "seeds", "seed"
+        counts = f"best has {best['n_ok']} ok seed(s), runner-up {runner['n_ok']}"
+        noise = "seed noise"
     out["test"] = {
-        "name": "Welch's t-test (two-sided, unequal variances)",
+        "name": name,
+        "over": over,
+        "n_best": w.n_a,
+        "n_runner_up": w.n_b,
         "t": w.t,
         "df": w.df,
         "p_value": w.p_value,
@@ -284,23 +396,26 @@ def best_report(
     }
     word = "higher" if direction == "max" else "lower"
     means = f"mean {_fmt(best['mean'])} vs {_fmt(runner['mean'])}"
+    via = f", Welch over {unit}s" if over == "cycles" else ", Welch"
     if w.p_value is None:
         out["verdict"] = (
-            f"not significant: the test cannot be run ({w.reason}; best has {best['n_ok']} ok "
-            f"seed(s), runner-up {runner['n_ok']}); {metric} {means}, so the ranking is not evidence"
+            f"not significant: the test cannot be run ({w.reason}; {counts}); "
+            f"{metric} {means}, so the ranking is not evidence"
         )
     elif w.p_value < alpha:
         out["significant"] = True
         out["verdict"] = (
             f"significant: config {best['config_id']} has a {word} {metric} than the runner-up "
-            f"{runner['config_id']} ({means}, Welch p = {w.p_value:.3g} < {alpha})"
+            f"{runner['config_id']} ({means}{via} p = {w.p_value:.3g} < {alpha})"
         )
     else:
         out["verdict"] = (
             f"not significant: config {best['config_id']} and the runner-up {runner['config_id']} "
-            f"differ by {_fmt(abs(diff))} in {metric} ({means}, Welch p = {w.p_value:.3g} >= {alpha}); "
-            "the difference is within seed noise"
+            f"differ by {_fmt(abs(diff))} in {metric} ({means}{via} p = {w.p_value:.3g} >= {alpha}); "
+            f"the difference is within {noise}"
         )
+    if over == "cycles":
+        out["verdict"] += " (one seed per configuration: tested over its measurement cycles)"
     return out
 
 

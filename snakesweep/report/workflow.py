@@ -104,6 +104,45 @@ def plan_search_method(results: str | Path = "results") -> str | None:
     return search.get("method") if isinstance(search, dict) else None
 
 
+def stale_outputs(results: str | Path = "results", search: str | None = None, *, after_success: bool = False) -> list[Path]:
+    """Files in the sweep's directory that its current sweep does not produce: figures of another
+    search (halving_ladder.png, search_progress.png after the same sweep switched to a grid) or
+    any other PNG in plots/, answer.html's neighbours in report/ other than the problem notes, and
+    round files that are not the plan's search's (:func:`snakesweep.rounds.foreign_rounds`).
+    `after_success`: the notes of an onerror handler too, whose placeholders the report rules
+    have since replaced."""
+    from snakesweep.rounds import foreign_rounds
+
+    r = Path(results)
+    own = {Path(t) for t in report_targets(results=str(r), search=search)}
+    out = [f for f in sorted(r.joinpath("plots").glob("*.png")) if f not in own]
+    for f in sorted(r.joinpath("report").glob("*")):
+        if f.is_file() and f not in own and not f.name.startswith("problems."):
+            out.append(f)
+    if after_success:
+        out += [f for f in (problems_path(r, "onerror"),) if f.exists()]
+    plan = load_plan(r / "plan" / "trials.json", missing_ok=True)
+    if plan is not None:
+        out += foreign_rounds(r / "plan", plan.get("search"))
+    return out
+
+
+def remove_stale_outputs(results: str | Path = "results", *, after_success: bool = False) -> list[Path]:
+    """Remove :func:`stale_outputs` (the plan on disk says which search the sweep is); returns
+    what was removed. Never raises: the end of a run must not fail on a leftover file."""
+    removed = []
+    try:
+        for f in stale_outputs(results, plan_search_method(results), after_success=after_success):
+            try:
+                f.unlink()
+                removed.append(f)
+            except OSError:
+                pass
+    except Exception as err:  # noqa: BLE001 - never mask the run's own outcome
+        print(f"snakesweep: could not remove stale outputs: {error_reason(err)}", file=sys.stderr)
+    return removed
+
+
 def write_reports_after_failure(settings: dict[str, str], results: str = "results", logs: str = "logs") -> list[str]:
     """For the workflow's ``onerror`` handler, after ``collect`` wrote the partial CSVs.
 

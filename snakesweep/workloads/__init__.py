@@ -5,6 +5,10 @@ the steps the sweep selects (`sweep.steps`):
 
     prepare(data_dir: Path) -> None                                  # optional, once per run
     train(params, out_dir, *, data_dir, device) -> dict              # step train: metrics; checkpoint in out_dir
+    train(params, out_dir, *, data_dir, device, resume_dir=None)     # ... or this: halving/hyperband/pbt hand a
+                                                                     # promoted trial its previous rung's out_dir
+                                                                     # (read-only); params carry the new TOTAL
+                                                                     # budget; None at a fresh start
     evaluate(params, train_dir, *, data_dir, device) -> dict         # step eval: metrics
     inference(params, train_dir, *, data_dir, device, batch_size)
         -> (fn, batches, samples_per_batch)                          # step measure: fn(batch) runs one batch
@@ -15,6 +19,8 @@ the steps the sweep selects (`sweep.steps`):
     METRICS = {"train": [...], "eval": [...], "measure": [...]}      # optional: lets a bad objective fail at parse time
 
 `params` is the trial's parameters as nested dicts (dotted keys expanded), `seed` included.
+A `threads` parameter (any workload) is the trial's CPU threads: the job's Snakemake threads and
+the OMP/MKL/OpenBLAS/torch thread counts of its steps' processes (snakesweep/threads.py).
 A command workload (`sweep.workload: {command: ...}`) runs the user's own scripts instead:
 snakesweep/workloads/command.py.
 """
@@ -119,10 +125,55 @@ def builtin_metrics(spec: str | dict, steps: list[str]) -> list[str] | None:
 
 
 def validate_builtin_params(spec: str | dict, params: dict, source: str = "config") -> None:
-    """Built-ins check parameter names before any job starts; user workloads check their own."""
-    if not isinstance(spec, str) or spec not in BUILTIN:
-        return
-    module = importlib.import_module(BUILTIN[spec])
-    error = module.check_params(params)
-    if error:
-        raise ConfigError(f"{source}: {error}")
+    """Built-ins check parameter names before any job starts; user workloads check their own.
+    `threads` means the same for every workload (snakesweep/threads.py) and is checked for all
+    (a built-in's own check, naming the built-in, comes first)."""
+    from ..threads import PARAM, check_threads
+
+    if isinstance(spec, str) and spec in BUILTIN:
+        module = importlib.import_module(BUILTIN[spec])
+        error = module.check_params(params)
+        if error:
+            raise ConfigError(f"{source}: {error}")
+    if PARAM in params:
+        error = check_threads(params[PARAM])
+        if error:
+            raise ConfigError(f"{source}: {error}")
+
+
+def code_digest(spec: str | dict, step: str = "train") -> str | None:
+    """A digest of the files a step runs (a module workload's file, a built-in's module, a
+    command's sources and literal .py argv elements): a train record keeps it, and a trial
+    continues only from a checkpoint trained by the same code (snakesweep/steps.py). None when
+    no file is known (a command with no sources)."""
+    import hashlib  # lazy: only train steps digest
+
+    if isinstance(spec, dict):
+        from types import SimpleNamespace
+
+        from .command import source_files
+
+        sources = spec.get("sources") or []
+
+        def step_sources(s: str) -> list[str]:
+            return list(sources.get(s, [])) if isinstance(sources, dict) else list(sources)
+
+        files = source_files(SimpleNamespace(command=spec["command"], step_sources=step_sources), step)  # type: ignore[arg-type]
+    elif spec in BUILTIN:
+        import importlib.util
+
+        found = importlib.util.find_spec(BUILTIN[spec])
+        files = [found.origin] if found and found.origin else []
+    else:
+        files = [spec]
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            data = Path(f).read_bytes()
+        except OSError:
+            data = b"<missing>"
+        h.update(f"{Path(f).name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()[:16]

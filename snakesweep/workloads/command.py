@@ -8,7 +8,12 @@ Placeholders
     ``{lr}``, ``{model.width}`` (a dotted name is one whole field name, looked up in the trial's
     flat parameters: no attribute or index semantics), ``{seed}``, ``{trial}``, ``{out_dir}`` (this
     step's directory, ``results/trials/{trial}/{step}``), ``{train_dir}`` (the train step's
-    directory), ``{data_dir}`` (the prepared-data directory). ``{{`` and ``}}`` are literal braces.
+    directory), ``{data_dir}`` (the prepared-data directory), ``{threads}`` (the trial's CPU threads,
+    also in OMP_NUM_THREADS and the like: snakesweep/threads.py). ``{{`` and ``}}`` are literal braces.
+    ``{resume_dir}`` (train only; halving, hyperband, pbt): the train directory of the trial this
+    one continues from (its previous rung or generation, read-only). An element that uses
+    ``{resume_dir}`` is LEFT OUT when the trial starts fresh (round 0, every other method), so
+    write the flag and its value as one element: ``--resume-from={resume_dir}``.
     Format specs and conversions (``{lr:.3f}``, ``{lr!r}``) are refused at parse time.
 
 Value rendering (see :func:`render`), the same everywhere a value is pasted into an element:
@@ -76,7 +81,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..params import flatten, non_finite
+from ..params import KeyClash, flatten, non_finite
 from ..procs import die_with_parent
 
 if TYPE_CHECKING:  # pydantic stays out of a step's imports: run_* read only .command/.args/.metrics
@@ -84,9 +89,10 @@ if TYPE_CHECKING:  # pydantic stays out of a step's imports: run_* read only .co
 
 Log = Callable[[str], Any]
 
-CONTEXT_NAMES = ("out_dir", "train_dir", "data_dir", "seed", "trial")
+CONTEXT_NAMES = ("out_dir", "train_dir", "data_dir", "seed", "trial", "threads", "resume_dir")
 # Names a parameter of a command workload may not have: {name} must mean one thing.
-RESERVED = ("out_dir", "train_dir", "data_dir", "trial")
+RESERVED = ("out_dir", "train_dir", "data_dir", "trial", "resume_dir")
+RESUME = "resume_dir"  # an element using it is left out when the trial starts fresh
 TAIL_LINES = 30
 PIPE_GRACE_S = 2.0  # after the command exits, how long a grandchild may keep its output pipe open
 
@@ -147,6 +153,13 @@ def render(value: Any) -> str:
 def _trim(value: float) -> float:
     """logspace noise off (12 significant digits, as trial ids are computed), float-ness kept."""
     return float(f"{value:.12g}") if math.isfinite(value) else value
+
+
+def _uses_resume(element: str) -> bool:
+    try:
+        return any(name == RESUME for name, _, _ in _fields(element))
+    except ValueError:
+        return False
 
 
 def _format_element(element: str, values: dict[str, Any]) -> str:
@@ -210,7 +223,8 @@ def build_argv(workload: CommandWorkload, step: str, params: dict[str, Any], con
     out_dir, train_dir (absent without a train step), data_dir, seed and trial.
     """
     values = {**params, **context}
-    argv = [_format_element(e, values) for e in workload.command[step]]
+    argv = [_format_element(e, values) for e in workload.command[step]
+            if RESUME in values or not _uses_resume(e)]
     if step == "prepare" or workload.args == "none":
         return argv
     if workload.args == "flags":
@@ -233,9 +247,14 @@ def build_argv(workload: CommandWorkload, step: str, params: dict[str, Any], con
 # --------------------------------------------------------------------------- parse-time checks
 
 
-def check_command_workload(workload: CommandWorkload, steps: list[str], param_names: set[str], source: str) -> None:
+def check_command_workload(
+    workload: CommandWorkload, steps: list[str], param_names: set[str], source: str,
+    trials: Iterable[tuple[str, dict[str, Any]]] = (), sweep_dir: str = "results",
+) -> None:
     """Refuse, before any job starts, what would fail every trial: unknown placeholders, a
-    {train_dir} without a train step, missing sources, parameters Hydra cannot take."""
+    {train_dir} without a train step, missing sources, parameters Hydra cannot take, a metrics
+    path that is no file of the step's directory; with `trials` ((id, params) pairs), an argv
+    the kernel would refuse to exec (too long)."""
     from ..errors import ConfigError
     params = set(param_names) | {"seed"}
     shadow = sorted(params & set(RESERVED))
@@ -246,7 +265,9 @@ def check_command_workload(workload: CommandWorkload, steps: list[str], param_na
         )
     for step in [s for s in ("prepare", *steps) if s in workload.command]:
         key = f"'sweep.workload.command.{step}'"
-        allowed = {"data_dir"} if step == "prepare" else params | {"out_dir", "data_dir", "trial"}
+        allowed = {"data_dir"} if step == "prepare" else params | {"out_dir", "data_dir", "trial", "threads"}
+        if step == "train":
+            allowed.add(RESUME)  # left out of the argv where there is no checkpoint to continue from
         if step != "train" and "train" in steps and step != "prepare":
             allowed.add("train_dir")
         for element in workload.command[step]:
@@ -275,20 +296,79 @@ def check_command_workload(workload: CommandWorkload, steps: list[str], param_na
                 "Hydra config key (fix: use letters, digits, _ and -, with dots between levels)"
             )
     if workload.metrics != "stdout":
-        m = Path(workload.metrics)
-        if m.is_absolute() or ".." in m.parts:
+        m = workload.metrics
+        norm = os.path.normpath(m)
+        if (os.path.isabs(m) or norm in (".", "") or norm == ".." or norm.startswith("../")
+                or m.endswith(("/", "/.", "/..")) or ".." in Path(m).parts):
             raise ConfigError(
-                f"{source}: 'sweep.workload.metrics' is {workload.metrics!r}; it is a file inside each "
-                "step's {out_dir} (fix: a relative path such as metrics.json, or the word stdout)"
+                f"{source}: 'sweep.workload.metrics' is {m!r}; it is a file inside each step's {{out_dir}}, "
+                "not a directory and not outside it (fix: a relative file path such as metrics.json, "
+                "or the word stdout)"
             )
-    for step, entries in _source_entries(workload):
-        for entry in entries:
-            if not Path(entry).exists():
-                where = "sweep.workload.sources" + (f".{step}" if step else "")
-                raise ConfigError(
-                    f"{source}: '{where}' lists {entry!r}, which does not exist in {Path.cwd()} "
-                    "(fix: paths are relative to the directory you run snakemake in)"
-                )
+    for step, tid, argv in _argvs(workload, steps, trials, sweep_dir):
+        problem = argv_problem(argv)
+        if problem:
+            raise ConfigError(
+                f"{source}: 'sweep.workload.command.{step}' for trial {tid}: {problem} "
+                "(fix: keep a long value in a file and pass its path as the parameter)"
+            )
+    check_sources(workload, source, sweep_dir)
+
+
+def _argvs(workload: CommandWorkload, steps: list[str], trials: Iterable[tuple[str, dict[str, Any]]],
+           sweep_dir: str) -> Iterable[tuple[str, str, list[str]]]:
+    """(step, trial id, argv) of each trial's step, as the step would build it (directories as
+    the rules name them); an argv that cannot be built is the run-time checks' business."""
+    for tid, params in trials:
+        trial_dir = f"{sweep_dir}/trials/{tid}"
+        for step in [s for s in steps if s in workload.command]:
+            ctx = _context(params, tid, Path(trial_dir, step), Path(sweep_dir, "data", "command"),
+                           Path(trial_dir, "train") if "train" in steps and step != "train" else None)
+            try:
+                yield step, tid, build_argv(workload, step, params, ctx)
+            except (KeyError, ValueError, TypeError):
+                continue
+
+
+def _arg_limits() -> tuple[int | None, int | None]:
+    """(bytes one argument may have, bytes argv + environment may have) for exec on this system.
+
+    Linux caps each argument string at MAX_ARG_STRLEN = 32 pages (131,072 bytes with 4 KiB
+    pages), NUL included, and argv + envp together (strings and pointers) at ARG_MAX
+    (`getconf ARG_MAX`, a quarter of the stack limit)."""
+    try:
+        total = os.sysconf("SC_ARG_MAX")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    one = None
+    if sys.platform.startswith("linux"):
+        try:
+            one = 32 * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            one = 32 * 4096
+    return one, (total if total and total > 0 else None)
+
+
+ENV_MARGIN = 16 * 1024  # what the workflow and the step add to the environment a command gets
+
+
+def argv_problem(argv: list[str], env: dict[str, str] | None = None) -> str | None:
+    """Why exec would refuse `argv` with "Argument list too long" (None when it would not)."""
+    one, total = _arg_limits()
+    sizes = [len(a.encode("utf-8", "surrogateescape")) + 1 for a in argv]
+    if one is not None and sizes and max(sizes) > one:
+        i = max(range(len(sizes)), key=sizes.__getitem__)
+        shown = argv[i][:30] + "..."
+        return (f"the argument {shown!r} is {sizes[i] - 1:,} bytes, over the {one:,} bytes Linux allows "
+                "one argument (MAX_ARG_STRLEN)")
+    if total is not None:
+        environ = os.environ if env is None else env
+        need = sum(sizes) + 8 * (len(argv) + 1)
+        need += sum(len(k) + len(v) + 2 + 8 for k, v in environ.items()) + ENV_MARGIN
+        if need > total:
+            return (f"the command line is {sum(sizes):,} bytes, which with the environment is over the "
+                    f"{total:,} bytes this system allows a command (getconf ARG_MAX)")
+    return None
 
 
 def _why_not(name: str, step: str, steps: list[str], allowed: set[str]) -> str:
@@ -301,6 +381,8 @@ def _why_not(name: str, step: str, steps: list[str], allowed: set[str]) -> str:
             f"but sweep.steps ({', '.join(steps)}) has no train step to make it "
             "(fix: add train to sweep.steps, or pass the model's location as a parameter)"
         )
+    if name == RESUME:
+        return "but only the train step continues from a checkpoint (fix: use {resume_dir} in command.train only)"
     import difflib  # only for this message
 
     close = difflib.get_close_matches(name, sorted(allowed), n=1)
@@ -321,23 +403,84 @@ def _source_entries(workload: CommandWorkload) -> list[tuple[str | None, list[st
 # --------------------------------------------------------------------------- sources
 
 
-def _expand(entry: str) -> Iterable[str]:
+MAX_SOURCE_FILES = 10_000  # per entry: each file is an input of every trial's step (Snakemake stats each)
+_COUNT_CAP = 1_000_000  # counting stops here (a whole file system as a source)
+
+
+def _excluded(root: str, name: str, skip: tuple[str, ...]) -> bool:
+    return name.startswith(".") or name == "__pycache__" or os.path.realpath(os.path.join(root, name)) in skip
+
+
+def _skipped(exclude: Iterable[str]) -> tuple[str, ...]:
+    """The directories no source entry expands into: every sweep's results (results/, the
+    sweep's own directory) and Snakemake's .snakemake/: outputs are never a step's inputs."""
+    from ..layout import RESULTS_ROOT
+
+    return tuple(os.path.realpath(p) for p in (RESULTS_ROOT, ".snakemake", *exclude))
+
+
+def _expand(entry: str, skip: tuple[str, ...] = (), limit: int | None = None) -> Iterable[str]:
     path = Path(entry)
     if not path.is_dir():
         yield entry
         return
+    n = 0
     for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        dirs[:] = sorted(d for d in dirs if not _excluded(root, d, skip))
         for f in sorted(files):
             if not f.startswith(".") and not f.endswith((".pyc", ".pyo")):
+                n += 1
+                if limit is not None and n > limit:
+                    return
                 yield os.path.join(root, f)
 
 
-def source_files(workload: CommandWorkload, step: str) -> list[str]:
+def _inside(entry: str, directory: str) -> bool:
+    e, d = os.path.realpath(entry), os.path.realpath(directory)
+    return e == d or e.startswith(d.rstrip(os.sep) + os.sep)
+
+
+def check_sources(workload: CommandWorkload, source: str, sweep_dir: str = "results") -> None:
+    """Refuse, at parse time, a sources entry that is missing, lies inside the sweep's outputs
+    (its results or .snakemake/: a step would re-run for what it wrote itself), or expands to more
+    than MAX_SOURCE_FILES files. A directory holding them (`sources: [.]`) is fine: the sweep's
+    directory, results/ and .snakemake/ are never expanded into (source_files)."""
+    from ..errors import ConfigError
+    from ..layout import RESULTS_ROOT
+
+    skip = _skipped([sweep_dir])
+    for step, entries in _source_entries(workload):
+        where = "sweep.workload.sources" + (f".{step}" if step else "")
+        for entry in entries:
+            if not Path(entry).exists():
+                raise ConfigError(
+                    f"{source}: '{where}' lists {entry!r}, which does not exist in {Path.cwd()} "
+                    "(fix: paths are relative to the directory you run snakemake in)"
+                )
+            for outputs in (sweep_dir, RESULTS_ROOT, ".snakemake"):
+                if Path(outputs).exists() and _inside(entry, outputs):
+                    raise ConfigError(
+                        f"{source}: '{where}' lists {entry!r}, which is inside {outputs}/, where the workflow "
+                        "writes its results: a step would re-run for what it wrote itself (fix: list your "
+                        "code and data only; a directory holding results/ is fine, it is skipped)"
+                    )
+            n = sum(1 for _ in _expand(entry, skip, _COUNT_CAP))
+            if n > MAX_SOURCE_FILES:
+                count = f"{n:,}" if n <= _COUNT_CAP else f"over {_COUNT_CAP:,}"
+                raise ConfigError(
+                    f"{source}: '{where}' lists {entry!r}, which holds {count} files, more than the "
+                    f"{MAX_SOURCE_FILES:,} a sources entry may have (every file is an input of every trial's "
+                    "step) (fix: list the directories of your own code, e.g. src/, not a whole tree)"
+                )
+
+
+def source_files(workload: CommandWorkload, step: str, exclude: Iterable[str] = ()) -> list[str]:
     """The files the step uses (its rule's inputs): its `sources`, directories expanded
-    (hidden entries, __pycache__ and bytecode skipped), plus literal argv elements naming an
-    existing .py file; sorted, each once."""
-    files = {f for entry in workload.step_sources(step) for f in _expand(entry)}
+    (hidden entries, __pycache__, bytecode, results/, .snakemake/ and the directories in
+    `exclude` (the sweep's own) skipped), plus literal argv elements naming an existing .py
+    file; sorted, each once."""
+    skip = _skipped(exclude)
+    files = {f for entry in workload.step_sources(step) for f in _expand(entry, skip)}
     for element in workload.command.get(step, []):
         try:
             literal = not _fields(element)
@@ -521,7 +664,10 @@ def read_metrics(workload: CommandWorkload, done: Completed, out_dir: Path, requ
             raise MetricsMissing(
                 f"{name} exited 0 but {path} holds a {type(metrics).__name__}, not a JSON object of metrics"
             )
-        metrics = flatten(metrics)
+        try:
+            metrics = flatten(metrics)
+        except KeyClash as clash:  # keeping one value would drop the other without a word
+            raise MetricsMissing(f"{name} wrote {path}, in which {clash}") from None
     bad = [k for k, v in metrics.items() if non_finite(v)]
     if bad:
         raise MetricsMissing(
@@ -538,6 +684,10 @@ def _context(params: dict[str, Any], trial: str, out_dir: Path | None, data_dir:
     ctx = {"data_dir": str(data_dir), "trial": trial}
     if "seed" in params:
         ctx["seed"] = render(params["seed"])
+    # {threads}: the trial's threads (its `threads` parameter, else the job's; snakesweep/threads.py),
+    # which the command also finds in OMP_NUM_THREADS / MKL_NUM_THREADS / OPENBLAS_NUM_THREADS
+    threads = params.get("threads", os.environ.get("SNAKESWEEP_THREADS", "1"))
+    ctx["threads"] = render(threads)
     if out_dir is not None:
         ctx["out_dir"] = str(out_dir)
     if train_dir is not None:
@@ -573,10 +723,14 @@ def run_prepare(workload: CommandWorkload, *, data_dir: Path, log: Log) -> None:
 
 
 def run_train(
-    workload: CommandWorkload, params: dict[str, Any], *, out_dir: Path, data_dir: Path, trial: str, device: str, log: Log
+    workload: CommandWorkload, params: dict[str, Any], *, out_dir: Path, data_dir: Path, trial: str, device: str, log: Log,
+    resume_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the train command; its metrics (required)."""
+    """Run the train command; its metrics (required). `resume_dir`: the checkpoint's directory
+    this trial continues from ({resume_dir}; elements using it are left out when None)."""
     ctx = _context(params, trial, Path(out_dir), Path(data_dir), None)
+    if resume_dir is not None:
+        ctx[RESUME] = str(resume_dir)
     return _run_step(workload, "train", params, ctx, Path(out_dir), log, required=True)[0]
 
 

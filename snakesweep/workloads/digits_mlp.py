@@ -23,6 +23,7 @@ METRICS = {
     "measure": MEASURED_METRICS,
 }
 CHECKPOINT = "model.pt"
+STATE = "train_state.pt"  # optimizer and RNG state, for a continued trial (resume_dir)
 
 
 class DigitsParams(BaseModel):
@@ -36,6 +37,7 @@ class DigitsParams(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=64, ge=1)
+    threads: int = Field(default=1, ge=1)  # the trial's CPU threads (snakesweep/threads.py sets torch's)
     seed: int = 0
 
 
@@ -92,7 +94,14 @@ def _device(device: str):
     return torch.device("cuda" if device == "cuda" else "cpu")
 
 
-def train(params: dict[str, Any], out_dir: Path, *, data_dir: Path, device: str) -> dict[str, Any]:
+def train(
+    params: dict[str, Any], out_dir: Path, *, data_dir: Path, device: str, resume_dir: Path | None = None
+) -> dict[str, Any]:
+    """Train to `epochs` in total. With `resume_dir` (a promoted trial of halving/hyperband/pbt:
+    its previous rung's directory, read-only), continue from that checkpoint: the weights, the
+    optimizer's state and the data order's RNG, so 3 epochs then 6 more equal 9 uninterrupted
+    (on CPU; tests/test_adaptive.py). The optimizer's lr, momentum and weight decay are this
+    trial's (PBT perturbs them); a changed optimizer kind starts a fresh optimizer."""
     import torch
     import torch.nn.functional as F
 
@@ -109,9 +118,28 @@ def train(params: dict[str, Any], out_dir: Path, *, data_dir: Path, device: str)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     gen = torch.Generator().manual_seed(p.seed)
-    history = []
+    history: list[dict[str, Any]] = []
+    done = 0
+    if resume_dir is not None:
+        state = torch.load(Path(resume_dir) / STATE, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ValueError(f"the checkpoint in {resume_dir} does not fit this trial's architecture "
+                             f"(hidden/layers changed): {str(err).splitlines()[0]}") from None
+        if state.get("optimizer_kind") == p.optimizer:
+            opt.load_state_dict(state["optimizer"])
+            for group in opt.param_groups:  # this trial's values (PBT may have perturbed them)
+                group.update(lr=p.lr, weight_decay=p.weight_decay,
+                             **({"momentum": p.momentum} if p.optimizer == "sgd" else {}))
+        gen.set_state(state["rng"])
+        done = int(state["epochs"])
+        history = list(state.get("history", []))
+        if done >= p.epochs:
+            raise ValueError(f"the checkpoint in {resume_dir} has {done} epochs already; this trial asks for "
+                             f"{p.epochs} in total (a continued trial's budget must grow)")
     start = time.perf_counter()
-    for epoch in range(p.epochs):
+    for epoch in range(done, p.epochs):
         order = torch.randperm(len(x), generator=gen).to(dev)
         total, seen = 0.0, 0
         for i in range(0, len(x), p.batch_size):
@@ -127,10 +155,16 @@ def train(params: dict[str, Any], out_dir: Path, *, data_dir: Path, device: str)
     tmp = out_dir / f".{CHECKPOINT}.tmp"
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, out_dir / CHECKPOINT)
+    # what a continued trial needs beyond the weights (written after them, atomically)
+    tmp = out_dir / f".{STATE}.tmp"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "optimizer_kind": p.optimizer,
+                "rng": gen.get_state(), "epochs": p.epochs, "history": history}, tmp)
+    os.replace(tmp, out_dir / STATE)
     final = history[-1]["loss"]
     if final != final:  # NaN: a diverged run is a failed trial, not a result
         raise FloatingPointError(f"training diverged (loss is NaN after {p.epochs} epochs, lr={p.lr})")
-    return {"train_loss": final, "train_time_s": train_time, "history": history}
+    return {"train_loss": final, "train_time_s": train_time, "history": history,
+            "epochs_run": p.epochs - done, "epochs_from": done}
 
 
 def _trained(params: dict[str, Any], train_dir: Path, device: str):

@@ -13,7 +13,8 @@ step times it. Use it with ``sweep.steps: [measure]``.
   that lets PyTorch take its fused encoder fast path, as a deployed model would).
 - ``dtype`` is checked with a tiny run of the model's op kinds on the device before anything is
   built: an unsupported combination fails with a message naming the parameter and the fix.
-- ``threads`` sets ``torch.set_num_threads`` in the measuring process (one process per step).
+- ``threads`` sets ``torch.set_num_threads`` in the measuring process (one process per step); it
+  is every workload's ``threads`` (snakesweep/threads.py): the job's CPUs too. Default 1.
 
 torch is imported inside the functions: Snakemake imports this module at parse time to check
 parameter names, and that must not cost a torch import.
@@ -65,7 +66,7 @@ class InferenceParams(BaseModel):
     ffn_mult: int = Field(default=4, ge=1)  # transformer only: feed-forward width = ffn_mult * width
     batch_size: int | None = Field(default=None, ge=1)  # overrides measure.batch_size
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    threads: int | None = Field(default=None, ge=1)  # torch.set_num_threads; default: torch's own
+    threads: int | None = Field(default=None, ge=1)  # torch.set_num_threads; default: the job's (1, threads.py)
     device: Literal["auto", "cpu", "cuda"] | None = None  # overrides the sweep's device:
     seed: int = 0
 

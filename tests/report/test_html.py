@@ -16,3 +16,20 @@ def test_answer_html_escapes_values_and_shows_null():
     assert "<script>alert" not in page and "&lt;script&gt;" in page and "b&amp;c" in page
     assert "<td class='l'>null</td>" in page
     assert "set <code>report.extra_objectives</code>" in page
+
+
+def test_the_interval_note_is_written_once_per_table_with_a_mark_in_each_row():
+    # issue 16: the "n too small" note wrapped to ~8 lines in every row; now a numbered mark + a note
+    import re
+
+    from test_layout_browser import realistic_answer
+
+    page = realistic_answer(seeds=(0, 1))
+    tables = page.count("<table>")
+    shown = re.sub(r" title='[^']*'", "", page)  # the mark's tooltip repeats the note; the text does not
+    assert shown.count("n too small for an interval") <= tables  # once per table at most
+    assert page.count("<sup class='n'") >= 12 + 2  # every ranked row and the best/runner-up rows
+    assert "<ol class='notes'><li>n too small for an interval (2 ok value(s); need &gt;= 3)</li></ol>" in page
+    cyc = realistic_answer(seeds=(0,), cycles=3, objective=("throughput_sps", "max"))
+    assert "per-cycle mean of the one seed" in cyc
+    assert "std and interval over the 3 measurement cycles of the one ok seed" in cyc

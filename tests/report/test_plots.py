@@ -209,3 +209,52 @@ def test_log_axis_rule():
     assert not use_log_axis(["1", "50"])
     assert not use_log_axis(["0", "10", "1000"])
     assert not use_log_axis(["adam", "sgd"])
+
+
+def _drawn_suptitle(tmp_path, seeds, cycles_of_config=None):
+    """objective_vs_params drawn by real matplotlib from a real summary; the title it drew."""
+    from snakesweep.measure import aggregate_cycles
+    from snakesweep.report import plots
+
+    rows = []
+    for i, (w, seed) in enumerate(itertools.product([16, 64, 256], seeds)):
+        m = {"eval_accuracy": 0.5 + w / 1000 + 0.01 * seed}
+        if cycles_of_config:
+            m = aggregate_cycles([{"throughput_sps": 1000.0 / w + k} for k in range(cycles_of_config)])
+        rows.append({"trial": f"t{i}", "status": "ok", "w": w, "seed": seed, **m})
+    df = pd.DataFrame(rows)
+    metric = "throughput_sps" if cycles_of_config else "eval_accuracy"
+    rep = report.compute_reports(df, {"param_names": ["w", "seed"]}, (metric, "max"), [])
+    seen = []
+    real_save = plots._save
+    plots._save = lambda fig, path: (seen.append(fig._suptitle.get_text() if fig._suptitle else
+                                                 fig.axes[0].get_title()), real_save(fig, path))
+    try:
+        plots.plot_objective_vs_params(plots._plt(), rep, tmp_path / "o.png")
+    finally:
+        plots._save = real_save
+    assert is_png(tmp_path / "o.png")
+    return seen[0]
+
+
+def test_objective_title_says_what_the_error_bars_are(tmp_path):
+    # issue 16: "error bars: 95% t CI over seeds, from 3 ok seeds" was printed with 2 seeds and no bars
+    two = _drawn_suptitle(tmp_path, [0, 1])
+    assert "no error bars: 2 ok seed(s) per configuration, an interval needs >= 3" in two
+    assert "95% t CI" not in two
+    three = _drawn_suptitle(tmp_path, [0, 1, 2])
+    assert "error bars: 95% t CI over 3 ok seeds" in three and "no error bars" not in three
+    cyc = _drawn_suptitle(tmp_path, [0], cycles_of_config=3)
+    assert "error bars: 95% t CI over 3 measurement cycles of one seed" in cyc
+    assert "no error bars" in _drawn_suptitle(tmp_path, [0], cycles_of_config=2)
+
+
+def test_interval_description_counts_points_with_and_without_bars():
+    from snakesweep.report.plots import interval_description
+
+    rows = [{"n_ok": 3, "m_ci_low": 0.1, "m_ci_high": 0.2}, {"n_ok": 5, "m_ci_low": 0.1, "m_ci_high": 0.3},
+            {"n_ok": 2}]
+    text, bars = interval_description(rows, "m")
+    assert bars and text == "error bars: 95% t CI over 3-5 ok seeds; 1 of 3 point(s) without a bar (fewer than 3 values)"
+    assert interval_description([{"n_ok": 1}], "m") == (
+        "no error bars: 1 ok seed(s) per configuration, an interval needs >= 3", False)

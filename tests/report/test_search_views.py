@@ -238,7 +238,7 @@ def _run(wd: Workdir, cfg: dict, *extra: str):
 
 def _problems(wd: Workdir) -> list:
     out = []
-    for f in (wd.path / "results/report").glob("problems.*.json"):
+    for f in (wd.path / "results/toy/report").glob("problems.*.json"):
         out += json.loads(f.read_text())["problems"]
     return out
 
@@ -255,27 +255,27 @@ def test_halving_sweep_reports_its_rounds_end_to_end(workdir):
     assert "0 trials" not in out
     _run(workdir, cfg)
 
-    plan = load_plan(workdir.path / "results/plan/trials.json")
-    rows = workdir.read_csv("results/summary.csv")
+    plan = load_plan(workdir.path / "results/toy/plan/trials.json")
+    rows = workdir.read_csv("results/toy/summary.csv")
     assert list(rows[0])[:6] == ["trial", "status", "round", "budget", "x", "epochs"]
     assert [(r["trial"], int(r["round"]), int(r["budget"])) for r in rows] == \
         [(t["trial"], t["round"], t["budget"]) for t in plan["trials"]]
     assert [int(r["budget"]) for r in rows] == [1] * 6 + [3] * 2 + [9]
     assert all(r["status"] == "ok" and r["budget"] == r["epochs"] for r in rows)
 
-    status = subprocess.run([sys.executable, "-m", "snakesweep.status", str(workdir.path)], capture_output=True,
+    status = subprocess.run([sys.executable, "-m", "snakesweep.status", str(workdir.path / "results/toy")], capture_output=True,
                             text=True, check=True).stdout
     assert "9 trials planned" in status and "search: halving, 3 of 3 rounds chosen" in status
     assert re.search(r"train\s+9\s+0\s+0\s+0\s+0", status)
 
     # the stopped configurations, from the round files, are what the ladder says
-    r1 = json.loads((workdir.path / "results/plan/rounds/round_1.json").read_text())
-    r2 = json.loads((workdir.path / "results/plan/rounds/round_2.json").read_text())
+    r1 = json.loads((workdir.path / "results/toy/plan/rounds/round_1.json").read_text())
+    r2 = json.loads((workdir.path / "results/toy/plan/rounds/round_2.json").read_text())
     stopped0 = sorted(c["config"]["x"] for c in r1["selection"]["configs"] if c["outcome"] == "stopped")
     stopped1 = [c["config"]["x"] for c in r2["selection"]["configs"] if c["outcome"] == "stopped"]
     winner = r2["trials"][0]["params"]["x"]
     assert len(stopped0) == 4 and len(stopped1) == 1
-    html = (workdir.path / "results/report/answer.html").read_text()
+    html = (workdir.path / "results/toy/report/answer.html").read_text()
     table = html[html.index("Successive halving: which configurations were stopped when"):]
     table = table[:table.index("</table>")]
     cells = re.findall(r"<tr class='[a-z]*'><td class='l'>([^<]+)</td>.*?<td class='l'>([^<]+)</td></tr>", table)
@@ -283,11 +283,11 @@ def test_halving_sweep_reports_its_rounds_end_to_end(workdir):
     assert sorted(x for x, t in outcome.items() if t == "stopped after round 0 (epochs = 1)") == stopped0
     assert [x for x, t in outcome.items() if t == "stopped after round 1 (epochs = 3)"] == stopped1
     assert outcome[winner].startswith("the winner, at the top budget")
-    ladder_png = workdir.path / "results/plots/halving_ladder.png"
+    ladder_png = workdir.path / "results/toy/plots/halving_ladder.png"
     assert ladder_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and ladder_png.stat().st_size > 5000
-    assert not (workdir.path / "results/plots/search_progress.png").exists()
+    assert not (workdir.path / "results/toy/plots/search_progress.png").exists()
     assert _problems(workdir) == []
-    best = json.loads((workdir.path / "results/best.json").read_text())
+    best = json.loads((workdir.path / "results/toy/best.json").read_text())
     assert best["best"]["params"] == {"x": winner, "epochs": 9} and best["scope"]["budget"] == 9
 
     again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
@@ -299,15 +299,15 @@ def test_optuna_sweep_gets_the_best_so_far_figure(workdir):
     cfg = _search_config(workdir, {"method": "optuna", "rounds": 2, "batch": 3, "seed": 1},
                          space={"x": {"uniform": [-2.0, 4.0]}})
     _run(workdir, cfg)
-    header = (workdir.path / "results/summary.csv").read_text().splitlines()[0].split(",")
+    header = (workdir.path / "results/toy/summary.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["trial", "status", "round", "x"] and "budget" not in header
-    rounds = [int(r["round"]) for r in workdir.read_csv("results/summary.csv")]
+    rounds = [int(r["round"]) for r in workdir.read_csv("results/toy/summary.csv")]
     assert rounds == [0, 0, 0, 1, 1, 1]
-    png = workdir.path / "results/plots/search_progress.png"
+    png = workdir.path / "results/toy/plots/search_progress.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    assert not (workdir.path / "results/plots/halving_ladder.png").exists()
+    assert not (workdir.path / "results/toy/plots/halving_ladder.png").exists()
     assert _problems(workdir) == []
-    html = (workdir.path / "results/report/answer.html").read_text()
+    html = (workdir.path / "results/toy/report/answer.html").read_text()
     assert "The search: optuna, 6 trials in 2 rounds" in html and "alt='search_progress'" in html
 
 
@@ -315,9 +315,9 @@ def test_optuna_sweep_gets_the_best_so_far_figure(workdir):
 def test_a_grid_sweep_has_no_search_columns_and_no_search_figure(workdir):
     cfg = _search_config(workdir, {"method": "grid"}, grid={"x": [0.0, 1.0]})
     _run(workdir, cfg)
-    header = (workdir.path / "results/summary.csv").read_text().splitlines()[0]
+    header = (workdir.path / "results/toy/summary.csv").read_text().splitlines()[0]
     assert header == ("trial,status,x,seed,train_loss,train_time_s,tag_seen,eval_accuracy,eval_loss,"
                       "config_id,error,error_log")
-    plots = sorted(p.name for p in (workdir.path / "results/plots").iterdir())
+    plots = sorted(p.name for p in (workdir.path / "results/toy/plots").iterdir())
     assert plots == sorted(f"{n}.png" for n in report.PLOT_NAMES)
-    assert "search" not in json.loads((workdir.path / "results/best.json").read_text()).get("scope", {})
+    assert "search" not in json.loads((workdir.path / "results/toy/best.json").read_text()).get("scope", {})

@@ -358,3 +358,85 @@ def test_a_train_eval_sweep_has_no_efficiency_columns_and_says_why_there_is_no_f
     assert "latency_ms_p95 mean" not in page and "throughput_sps" not in page
     assert "no configuration has a value: latency_ms_p95" in page
     assert report.read_csv(r / "pareto.csv") == [] and report.report_problem_lines(r) == []
+
+
+# ---------------------------------------------------------------------------- cycles (issue 16)
+
+
+def _cycle_summary(cycles_per_config, seeds=(0,)):
+    """A measure-only sweep's summary as collect writes it from aggregated cycle records: one row
+    per (config, seed), each trial's cycle statistics beside its means (measure.aggregate_cycles)."""
+    import pandas as pd
+
+    from snakesweep.measure import aggregate_cycles
+
+    rows = []
+    for i, (width, cycles) in enumerate(cycles_per_config.items()):
+        for seed in seeds:
+            per_cycle = [{"throughput_sps": tps + 10 * seed, "latency_ms_p95": 1000.0 / (tps + 10 * seed),
+                          "param_count": width * 10, "n_samples_timed": 100, "cycle": k,
+                          "energy_source": "unavailable"} for k, tps in enumerate(cycles)]
+            rows.append({"trial": f"t{i}s{seed}", "status": "ok", "width": width, "seed": seed,
+                         **aggregate_cycles(per_cycle)})
+    return pd.DataFrame(rows)
+
+
+def test_configs_never_average_bounds_indices_or_facts():
+    s = _cycle_summary({64: [500.0, 1722.0], 128: [400.0, 420.0]}, seeds=(0, 1))
+    assert "throughput_sps_ci_low" in s.columns and "cycle_ci_note" in s.columns
+    t = report.config_table(s, ["width", "seed"])
+    cols = set(t.columns)
+    for bad in ("throughput_sps_ci_low_mean", "throughput_sps_ci_high_mean", "throughput_sps_std_mean",
+                "cycle", "cycle_mean", "cycles_mean", "param_count_mean", "cycle_ci_note_mean"):
+        assert bad not in cols, bad
+    assert list(t["param_count"]) == [640, 1280] and list(t["cycles"]) == [2, 2]
+    assert list(t["throughput_sps_mean"]) == pytest.approx([1116.0, 415.0])
+    # two seeds: no interval from seeds, and none over cycles either (the cycles are of two seeds)
+    assert t["throughput_sps_ci_low"].isna().all() if "throughput_sps_ci_low" in cols else True
+    assert all("n too small" in n for n in t["ci_note"])
+
+
+def test_one_seed_with_cycles_uses_the_cycle_interval_by_configs_rules():
+    s = _cycle_summary({64: [1000.0, 1010.0, 990.0], 128: [500.0, 1722.0], 256: [9.0, 1.0, 200.0]})
+    t = report.config_table(s, ["width", "seed"]).set_index("width")
+    # 3 cycles: the trial's t interval (scipy, independently)
+    lo, hi = sps.t.interval(0.95, 2, loc=1000.0, scale=statistics.stdev([1000, 1010, 990]) / math.sqrt(3))
+    assert t.loc[64, "throughput_sps_ci_low"] == pytest.approx(lo) and t.loc[64, "throughput_sps_ci_high"] == pytest.approx(hi)
+    assert t.loc[64, "throughput_sps_std"] == pytest.approx(10.0)
+    assert "intervals over its 3 measurement cycles" in t.loc[64, "ci_note"]
+    # 2 cycles: "n too small", never the -3885.96 of issue 16
+    assert math.isnan(t.loc[128, "throughput_sps_ci_low"]) and "n too small" in t.loc[128, "ci_note"]
+    # a wide spread is clipped at 0, not negative
+    assert t.loc[256, "throughput_sps_ci_low"] == 0.0
+    assert (t["throughput_sps_ci_low"].dropna() >= 0).all() and (t["latency_ms_p95_ci_low"].dropna() >= 0).all()
+
+
+def test_best_uses_the_cycles_where_each_configuration_has_one_seed():
+    s = _cycle_summary({64: [1000.0, 1010.0, 990.0], 128: [500.0, 520.0, 510.0]})
+    configs = report.config_table(s, ["width", "seed"])
+    b = best_report(s, configs, ["width", "seed"], ("throughput_sps", "max"))
+    assert b["best"]["params"] == {"width": 64} and b["best"]["over"] == "cycles" and b["best"]["n_cycles"] == 3
+    w = sps.ttest_ind([1000.0, 1010.0, 990.0], [500.0, 520.0, 510.0], equal_var=False)
+    assert b["test"]["over"] == "cycles" and b["test"]["p_value"] == pytest.approx(w.pvalue, rel=1e-9)
+    assert b["test"]["t"] == pytest.approx(w.statistic, rel=1e-9)
+    assert b["significant"] and "measurement cycles" in b["verdict"]
+    assert b["best"]["ci_low"] is not None  # the cycle interval, in best.json too
+    # 2 cycles each: the test runs (2 values a side) even though no interval is shown
+    s2 = _cycle_summary({64: [1000.0, 1010.0], 128: [500.0, 520.0]})
+    b2 = best_report(s2, report.config_table(s2, ["width", "seed"]), ["width", "seed"], ("throughput_sps", "max"))
+    assert b2["test"]["over"] == "cycles" and b2["test"]["p_value"] is not None
+    assert "fewer than 2 values" not in b2["verdict"]
+    # several seeds: the test is over seeds, as before
+    s3 = _cycle_summary({64: [1000.0, 1010.0], 128: [500.0, 520.0]}, seeds=(0, 1, 2))
+    b3 = best_report(s3, report.config_table(s3, ["width", "seed"]), ["width", "seed"], ("throughput_sps", "max"))
+    assert b3["test"]["over"] == "seeds" and b3["best"]["over"] == "seeds" and "cycles" not in b3["verdict"]
+
+
+def test_welch_from_stats_matches_scipy():
+    from snakesweep.stats import welch_from_stats
+
+    a, b = [1.0, 2.5, 2.0, 3.1], [0.2, 0.4, 1.9]
+    w = welch_from_stats(statistics.mean(a), statistics.stdev(a), 4, statistics.mean(b), statistics.stdev(b), 3)
+    r = sps.ttest_ind(a, b, equal_var=False)
+    assert w.p_value == pytest.approx(r.pvalue, rel=1e-9) and w.t == pytest.approx(r.statistic, rel=1e-9)
+    assert welch_from_stats(1.0, None, 1, 2.0, 0.1, 3).reason == "fewer than 2 values on one side"

@@ -54,7 +54,7 @@ def test_workflow_makes_reports_and_the_html_report_has_the_plots(workdir):
     out = dry.stdout + dry.stderr
     assert "snakesweep plan: 6 trials" in out and "no history yet" in out
     workdir.snakemake("--cores", "2", "--configfile", str(path), check=True)
-    res = workdir.path / "results"
+    res = workdir.path / "results/toy"
     best = json.loads((res / "best.json").read_text())
     assert best["best"]["params"]["x"] == 1.0  # the toy's accuracy peaks at x = 1
     assert best["best"]["n_ok"] == 2
@@ -85,7 +85,7 @@ def test_after_a_trial_failure_the_reports_are_remade_and_none_is_stale(workdir)
     cfg = toy_config(workdir, {"x": [0.5, 1.0]})
     cfg["sweep"]["experiments"] = [{"x": 5.0, "fail": "raise"}]
     path = workdir.write_config(cfg)
-    stale = workdir.path / "results/plots/heatmap.png"
+    stale = workdir.path / "results/toy/plots/heatmap.png"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(report.message_png())  # an earlier sweep's figure
     run = workdir.snakemake("--cores", "2", "--configfile", str(path), env=dict(os.environ, TOY_FAILURES="1"))
@@ -94,14 +94,15 @@ def test_after_a_trial_failure_the_reports_are_remade_and_none_is_stale(workdir)
     cwd = os.getcwd()
     os.chdir(workdir.path)
     try:
-        written = report.write_reports_after_failure({"objective": "eval_accuracy", "direction": "max", "extra": ""})
+        written = report.write_reports_after_failure({"objective": "eval_accuracy", "direction": "max", "extra": ""},
+                                                     "results/toy", "results/toy/logs")
     finally:
         os.chdir(cwd)
-    assert len(written) == len(report.report_targets()), written
-    best = json.loads((workdir.path / "results/best.json").read_text())
+    assert len(written) == len(report.report_targets(results="results/toy")), written
+    best = json.loads((workdir.path / "results/toy/best.json").read_text())
     assert best["n_configs"] == 3 and best["n_configs_with_results"] == 2
     assert stale.read_bytes() != report.message_png() and is_drawn_png(stale)
-    assert report.report_problem_lines(workdir.path / "results") == []
+    assert report.report_problem_lines(workdir.path / "results/toy") == []
 
 
 @pytest.mark.e2e
@@ -116,10 +117,10 @@ def test_null_and_string_grid_values_through_every_report(workdir):
     path = workdir.write_config(cfg)
     run = workdir.snakemake("--cores", "2", "--configfile", str(path))
     assert run.returncode == 0, run.stderr[-3000:]
-    res = workdir.path / "results"
-    summary = workdir.read_csv("results/summary.csv")
+    res = workdir.path / "results/toy"
+    summary = workdir.read_csv("results/toy/summary.csv")
     assert len(summary) == 16 and {r["status"] for r in summary} == {"ok"}
-    configs = workdir.read_csv("results/configs.csv")
+    configs = workdir.read_csv("results/toy/configs.csv")
     assert {c["depth"] for c in configs} == {"3", "null"} and {c["tag"] for c in configs} == {'a,"b', "plain"}
     assert not any(c.startswith(("energy_source", "driver_version", "flag_detail")) for c in configs[0])
     if "config_id" in summary[0]:  # collect writes grid.config_id into summary.csv
@@ -127,9 +128,9 @@ def test_null_and_string_grid_values_through_every_report(workdir):
     best = json.loads((res / "best.json").read_text())
     assert best["best"]["params"]["x"] == 1.0 and best["best"]["params"]["depth"] in (3, None)
     assert best["best"]["params"]["tag"] in ('a,"b', "plain")
-    imp = {r["parameter"]: r for r in workdir.read_csv("results/importance.csv")}
+    imp = {r["parameter"]: r for r in workdir.read_csv("results/toy/importance.csv")}
     assert set(imp) == {"x", "depth", "tag"} and imp["x"]["best_level"] == "1.0"
-    assert {r["depth"] for r in workdir.read_csv("results/pareto.csv")} <= {"3", "null"}
+    assert {r["depth"] for r in workdir.read_csv("results/toy/pareto.csv")} <= {"3", "null"}
     for name in report.PLOT_NAMES:
         assert is_drawn_png(res / "plots" / f"{name}.png"), name
     page = (res / "report/answer.html").read_text()

@@ -4,6 +4,10 @@ Parameters steer failures so tests can inject them per trial:
   fail: raise | segfault | abort | kill | exit | sleep   (only while TOY_FAILURES=1 is set, so a test
         can "fix the bug" and re-run the same trials)
   sleep_s: seconds every train step sleeps (for kill-and-resume tests)
+Continuation (halving/hyperband/pbt hand a promoted trial `resume_dir`): the model file records the
+epochs trained so far, and train reports `epochs_run` (the increment) and `epochs_from`;
+  resume_sleep_s: seconds a continued train step sleeps (after leaving `<trial>.continuing` in
+  TOY_MARK_DIR, when set), so a test can kill -9 mid-rung
 """
 
 import json
@@ -48,16 +52,25 @@ def prepare(data_dir):
     (Path(data_dir) / "data.json").write_text(json.dumps({"offset": 0.5}))
 
 
-def train(params, out_dir, *, data_dir, device):
+def train(params, out_dir, *, data_dir, device, resume_dir=None):
     time.sleep(float(params.get("sleep_s", 0)))
     _maybe_fail(params)
+    done = 0
+    if resume_dir is not None:
+        done = json.loads(Path(resume_dir, "model.json").read_text())["epochs"]
+        mark = os.environ.get("TOY_MARK_DIR")
+        if mark:
+            Path(mark, f"{Path(out_dir).name}.continuing").write_text(str(resume_dir))
+        time.sleep(float(params.get("resume_sleep_s", 0)))
     offset = json.loads((Path(data_dir) / "data.json").read_text())["offset"]
     x = float(params.get("x", 0))
     loss = (x - 1.0) ** 2 + offset + 0.01 * params["seed"]
-    Path(out_dir, "model.json").write_text(json.dumps({"w": x, "tag": params.get("tag")}))
+    epochs = params.get("epochs", 0)
+    Path(out_dir, "model.json").write_text(json.dumps({"w": x, "tag": params.get("tag"), "epochs": epochs}))
     history = [{"epoch": e, "loss": loss * (3 - e)} for e in range(1, 3)]
     _report_modules("train")
-    return {"train_loss": loss, "train_time_s": 0.0, "history": history, "tag_seen": params.get("tag")}
+    return {"train_loss": loss, "train_time_s": 0.0, "history": history, "tag_seen": params.get("tag"),
+            "epochs_run": epochs - done, "epochs_from": done}
 
 
 def evaluate(params, train_dir, *, data_dir, device):

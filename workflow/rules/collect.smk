@@ -27,5 +27,7 @@ rule collect:
         "../../environment.yml"
     params:
         script=get_script("collect"),
+        logs=LOGS,
     shell:
-        "python {params.script} --plan {input.plan} --summary {output.summary} --configs {output.configs} > {log} 2>&1"
+        "python {params.script:q} --plan {input.plan:q} --logs {params.logs:q}"
+        " --summary {output.summary:q} --configs {output.configs:q} > {log:q} 2>&1"

@@ -1,6 +1,8 @@
 # Config validation, the trial list, and every input function the rules use.
 import json
 import os
+import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,7 +35,12 @@ envvars:
     "PYTHONPATH",
 
 
-from snakesweep.config import ConfigError, validate_config
+from snakesweep.config import (
+    CONTINUE_METHODS,
+    ROUND_METHODS,
+    ConfigError,
+    validate_config,
+)
 from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
@@ -46,19 +53,30 @@ from snakesweep.workloads import (
     validate_builtin_params,
 )
 
-RESULTS = "results"
-LOGS = "logs"
-
 
 def _config_source():
+    """The sweep's sources in merge order (snakesweep/sweepfile.py): its file(s), then each
+    --config entry (Snakemake's raw strings); as a string, the files' names."""
+    from snakesweep.sweepfile import Sources
+
     files = [str(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
-    return " + ".join(files)
+    entries = workflow.config_settings.config_args
+    return Sources(files, entries if isinstance(entries, (list, tuple)) else [])
 
 
 def _load_sweep(source):
-    """Validate before any job starts; a mistake ends the run with one readable message."""
+    """Validate before any job starts; a mistake ends the run with one readable message that
+    names the source of the key (a sweep file, or a --config entry)."""
     try:
-        cfg = validate_config(config, source)
+        # the sweep file(s) read again with checks Snakemake's loader skips (a key written
+        # twice, an alias bomb), the --config entries with their YAML types
+        raw = source.load()
+        if source.uses_yte():
+            raw = config  # a YTE template: Snakemake's rendering is the sweep
+        elif raw != config:
+            config.clear()
+            config.update(raw)  # jobs and scripts see what was validated
+        cfg = validate_config(raw, source)
         trials = expand_sweep(cfg.sweep, source)
         workload = resolve_workload(cfg.sweep.workload, source)
         checked = trials
@@ -74,12 +92,20 @@ def _load_sweep(source):
             from snakesweep.workloads.command import check_command_workload
 
             names = set(param_names(checked))
-            check_command_workload(workload.command, cfg.sweep.steps, names, source)
+            check_command_workload(
+                workload.command,
+                cfg.sweep.steps,
+                names,
+                source,
+                trials=[(t.id, t.params) for t in checked],
+                sweep_dir=cfg.sweep.directory,
+            )
         check_builtin_steps(cfg, source)
         check_objectives(cfg, source)
     except ConfigError as err:
         # a config mistake is not a bug: one message, no traceback, nothing started
-        print(f"snakesweep: invalid sweep configuration\n{err}", file=sys.stderr)
+        message = source.blame(str(err))
+        print(f"snakesweep: invalid sweep configuration\n{message}", file=sys.stderr)
         sys.exit(1)
     return cfg, trials, workload
 
@@ -122,13 +148,23 @@ def check_objectives(cfg, source):
 
 
 CFG, TRIAL_LIST, WORKLOAD = _load_sweep(_config_source())
+# Everything this sweep writes lives under its own directory: results/<sweep.name>/ or sweep.dir
+# (snakesweep/layout.py), logs included; Snakemake's .snakemake/ stays per checkout.
+RESULTS = CFG.sweep.directory
+LOGS = f"{RESULTS}/logs"
 STEPS = list(CFG.sweep.steps)  # the steps this sweep runs, in order
 FINAL_STEP = STEPS[-1]
 TRIALS = [t.id for t in TRIAL_LIST]
 # halving/optuna know their trials round by round (rules/search.smk), TRIALS is empty
-SEARCH_IN_ROUNDS = CFG.sweep.search.method in ("halving", "optuna")
+SEARCH_IN_ROUNDS = CFG.sweep.search.method in ROUND_METHODS
+# halving/hyperband/pbt: a promoted trial continues from its previous rung's checkpoint
+SEARCH_CONTINUES = CFG.sweep.search.method in CONTINUE_METHODS
 SWEEP_HASH = config_hash(CFG)
-DATA_MARKER = f"{RESULTS}/data/{WORKLOAD.key}/ready.json"
+# the workload's key holds its file's stem, which may hold any character (spaces, quotes, `$(...)`,
+# braces Snakemake would read as wildcards): its paths use the key's safe characters only (the
+# key's digest keeps two workloads apart)
+DATA_KEY = re.sub(r"[^A-Za-z0-9._-]", "_", WORKLOAD.key)
+DATA_MARKER = f"{RESULTS}/data/{DATA_KEY}/ready.json"
 # `gpu` is the portable resource name; profiles/slurm maps it onto the cluster's GPUs. A trial's
 # own `device` parameter (an efficiency study over cpu and cuda) wins over the sweep's.
 TRIAL_GPU = {
@@ -144,6 +180,37 @@ def _gpu_per_trial(wildcards):
 # a constant where every trial asks the same (no function call per job)
 _GPUS = set(TRIAL_GPU.values()) | {int(CFG.device == "cuda")}
 get_gpu = _GPUS.pop() if len(_GPUS) == 1 else _gpu_per_trial
+
+# The trial steps' `threads:` is the trial's `threads` parameter (default 1; snakesweep/threads.py),
+# so the scheduler runs as many trials at once as their threads fit in --cores (on Slurm: the job's
+# --cpus-per-task); the supervisor sets OMP/MKL/OpenBLAS/torch threads to it in the step's process.
+TRIAL_THREADS = {t.id: int(t.params.get("threads", 1)) for t in TRIAL_LIST}
+
+
+def get_threads():
+    """A constant where every trial asks the same (no function call per job), else the trial's
+    own; a trial chosen in a search round is found in the plan's round files."""
+    if SEARCH_IN_ROUNDS:
+        from snakesweep.search import probe_trials
+
+        asked = {
+            int(t.params.get("threads", 1)) for t in probe_trials(CFG, _config_source())
+        }
+    else:
+        asked = set(TRIAL_THREADS.values()) or {1}
+    if len(asked) == 1:
+        return asked.pop()
+
+    def threads(wildcards):
+        if wildcards.trial not in TRIAL_THREADS:
+            from snakesweep.plan import load_plan
+
+            plan = load_plan(PLAN_JSON, missing_ok=True) or {"trials": []}
+            for t in plan["trials"]:
+                TRIAL_THREADS[t["trial"]] = int(t["params"].get("threads", 1))
+        return TRIAL_THREADS.get(wildcards.trial, 1)
+
+    return threads
 
 
 # Measure jobs hold `measure_slot`: one at a time in this run, whether or not a profile sets it
@@ -181,7 +248,7 @@ def get_sources(step):
     if WORKLOAD.command:
         from snakesweep.workloads.command import source_files
 
-        return source_files(WORKLOAD.command, step)
+        return source_files(WORKLOAD.command, step, exclude=[RESULTS])
     return [str(WORKLOAD.path)] if WORKLOAD.path else []
 
 
@@ -210,6 +277,10 @@ def result_path(trial, step):
 
 
 PLAN_JSON = f"{RESULTS}/plan/trials.json"
+# every path that reaches a rule's `shell:` line is quoted there (`{log:q}`, `{output.result:q}`),
+# and the parse-time constants pasted into those lines are quoted here
+PLAN_ARG = shlex.quote(PLAN_JSON)
+DATA_ARG = shlex.quote(DATA_MARKER)
 
 
 def get_step_inputs(step):
@@ -237,6 +308,30 @@ def get_step_inputs(step):
     return inputs
 
 
+RESUME_FROM = {}  # trial -> the trial whose checkpoint it continues from (round files)
+
+
+def get_resume_inputs():
+    """train's extra input in a search that continues from checkpoints (halving, hyperband, pbt):
+    the parent trial's train result (its round entry's `resume_from`). Snakemake orders the two,
+    and a parent that re-runs (its workload's code was edited) re-runs the chain. Nothing for
+    every other sweep (no function call per job)."""
+    if not SEARCH_CONTINUES:
+        return {}
+
+    def parent_train(wildcards):
+        if wildcards.trial not in RESUME_FROM:
+            from snakesweep.plan import load_plan
+
+            plan = load_plan(PLAN_JSON, missing_ok=True) or {"trials": []}
+            for t in plan["trials"]:
+                RESUME_FROM[t["trial"]] = t.get("resume_from")
+        parent = RESUME_FROM.get(wildcards.trial)
+        return [result_path(parent, "train")] if parent else []
+
+    return {"resume": parent_train}
+
+
 def text_param(text):
     """A param whose text may hold braces: Snakemake reads braces in a string param as wildcards
     (and has no escape), so such text is returned by a function; "" stays a plain constant,
@@ -252,7 +347,9 @@ def text_param(text):
 
 # measure's `--train` argument: the trained model's result, when the sweep trains
 get_train_option = (
-    f"--train {result_path('{trial}', 'train')}" if "train" in STEPS else ""
+    f"--train {shlex.quote(result_path('{trial}', 'train'))}"
+    if "train" in STEPS
+    else ""
 )
 
 
@@ -371,13 +468,18 @@ def write_run_marker():
 
 def write_partial_reports():
     """After failures (--keep-going), still list every planned trial with its status, and end
-    with the same summary as a successful run (snakesweep/summary.py)."""
+    with the same summary as a successful run (snakesweep/summary.py). Files the sweep does not
+    produce (another search's figures and round files) are removed first, so neither the
+    directory nor the summary's count of plots holds them."""
+    from snakesweep.report.workflow import remove_stale_outputs
+
     plan = Path(RESULTS, "plan", "trials.json")
     if not plan.exists():
         return
     rows = collect(
         plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv")
     )
+    remove_stale_outputs(RESULTS)
     write_reports_after_failure(REPORT, RESULTS, LOGS)
     if all(r["status"] == "ok" for r in rows):
         logger.error(
@@ -386,6 +488,22 @@ def write_partial_reports():
         )
     for line in end_of_run_summary(RESULTS, LOGS):
         logger.error(line)
+
+
+# Never beside a live run of this sweep (after an `--unlock` its steps would start twice):
+# refused, naming the pid; --unlock, dry runs and other read-only calls go on (bookkeeping.py).
+if workflow.is_main_process:
+    from snakesweep.bookkeeping import live_run_problem
+
+    _live = live_run_problem(
+        ".",
+        RESULTS,
+        sys.argv,
+        dry_run=getattr(workflow.output_settings, "dryrun", False),
+    )
+    if _live:
+        print(_live, file=sys.stderr)
+        sys.exit(1)
 
 
 # Resume from what is on disk (snakesweep/reconcile.py): a corrupt result JSON is set aside so

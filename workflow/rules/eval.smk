@@ -14,7 +14,7 @@ rule eval:
         get_group("trial")
     conda:
         "../../environment.yml"
-    threads: 1
+    threads: get_threads()
     resources:
         mem_mb=1000,
         runtime=get_runtime_min("eval"),
@@ -22,6 +22,6 @@ rule eval:
         script=get_script("eval"),
         command=get_command("eval"),
     shell:
-        f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
-        f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} --train {{input.train}}"
-        " --output {output.result}"
+        f"python {{params.script:q}} --trial {{wildcards.trial:q}} --plan {PLAN_ARG}"
+        f" --log {{log:q}} --threads {{threads}} --data {DATA_ARG} --train {{input.train:q}}"
+        " --output {output.result:q}"

@@ -19,7 +19,7 @@ if CFG.measure.cycles == 1:
             get_group("measure")
         conda:
             "../../environment.yml"
-        threads: 1
+        threads: get_threads()
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
@@ -30,9 +30,9 @@ if CFG.measure.cycles == 1:
             settings=get_measure_settings_hash(),
             train=get_train_option,
         shell:
-            f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
-            f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} {{params.train}}"
-            " --output {output.result}"
+            f"python {{params.script:q}} --trial {{wildcards.trial:q}} --plan {PLAN_ARG}"
+            f" --log {{log:q}} --threads {{threads}} --data {DATA_ARG} {{params.train}}"
+            " --output {output.result:q}"
 
 else:
 
@@ -51,7 +51,7 @@ else:
         retries: CFG.failures.retries.measure
         conda:
             "../../environment.yml"
-        threads: 1
+        threads: get_threads()
         resources:
             mem_mb=2000,
             runtime=get_runtime_min("measure"),
@@ -62,9 +62,9 @@ else:
             settings=get_measure_settings_hash(),
             train=get_train_option,
         shell:
-            f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
-            f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} {{params.train}}"
-            " --cycle {wildcards.cycle} --output {output.result}"
+            f"python {{params.script:q}} --trial {{wildcards.trial:q}} --plan {PLAN_ARG}"
+            f" --log {{log:q}} --threads {{threads}} --data {DATA_ARG} {{params.train}}"
+            " --cycle {wildcards.cycle:q} --output {output.result:q}"
 
     rule measure:
         input:
@@ -80,5 +80,5 @@ else:
         params:
             script=get_script("measure_aggregate"),
         shell:
-            "python {params.script} --trial {wildcards.trial}"
-            " --plan {input.plan} --log {log} --cycles {input.cycles} --output {output.result}"
+            "python {params.script:q} --trial {wildcards.trial:q}"
+            " --plan {input.plan:q} --log {log:q} --cycles {input.cycles:q} --output {output.result:q}"

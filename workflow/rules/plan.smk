@@ -25,12 +25,12 @@ rule prepare_data:
     output:
         marker=DATA_MARKER,
     log:
-        f"{LOGS}/prepare_data/{WORKLOAD.key}.log",
+        f"{LOGS}/prepare_data/{DATA_KEY}.log",
     conda:
         "../../environment.yml"
     params:
         script=get_script("prepare_data"),
         command=get_command("prepare"),
     shell:
-        "python {params.script} --trial - --plan {input.plan}"
-        " --log {log} --output {output.marker}"
+        "python {params.script:q} --trial - --plan {input.plan:q}"
+        " --log {log:q} --output {output.marker:q}"

@@ -84,7 +84,7 @@ rule report_tables:
         script=get_script("report_tables"),
         args=REPORT_ARGS["tables"],
     shell:
-        "python {params.script} {params.args} > {log} 2>&1"
+        "python {params.script:q} {params.args} > {log:q} 2>&1"
 
 
 # `**SEARCH_PLOT_OUTPUT` is the search's figure, only for a search (see above). The plots
@@ -138,4 +138,4 @@ rule report_plots:
         script=get_script("report_plots"),
         args=REPORT_ARGS["plots"],
     shell:
-        "python {params.script} {params.args} > {log} 2>&1"
+        "python {params.script:q} {params.args} > {log:q} 2>&1"

@@ -15,12 +15,38 @@
 # round file whose inputs did not change is not re-chosen. A trial that failed for good (an error
 # record whose reason failures.retry_on does not retry) is neither an input of the next round nor
 # retried: the search goes on without it (config/README.md, `search`).
-from snakesweep.rounds import read_round, round_trial_ids
+from snakesweep.rounds import foreign_rounds, read_round, round_is_next
+from snakesweep.rounds import round_trial_ids
 from snakesweep.search import describe as describe_search
-from snakesweep.search import final_failures, n_rounds, search_key
+from snakesweep.search import final_failures, n_rounds, plan_block, search_key
 
 SEARCH_ROUNDS = n_rounds(CFG.sweep)
 SEARCH_KEY = search_key(CFG)
+SEARCH_BLOCK = plan_block(CFG)
+
+
+def remove_foreign_rounds():
+    """Round files that are not this search's (the same sweep ran another method or other search
+    settings, or an earlier round was chosen again) are removed before the DAG is built, so that
+    Snakemake chooses those rounds for this search instead of reading another search's file as
+    this one's (snakesweep/rounds.py: foreign_rounds). A dry-run removes nothing: it ignores them
+    (_settled_results)."""
+    from snakesweep.bookkeeping import snakemake_locks
+
+    # never under a live run of this directory (it owns its rounds)
+    # workflow.dryrun is not known yet at parse time; the output settings are
+    dryrun = getattr(workflow.output_settings, "dryrun", False)
+    if not workflow.is_main_process or dryrun or snakemake_locks(".snakemake"):
+        return
+    for path in foreign_rounds(Path(RESULTS, "plan"), SEARCH_BLOCK):
+        try:
+            path.unlink()
+            logger.info(f"snakesweep: {path} is not a round of this search; removed")
+        except OSError:
+            pass
+
+
+remove_foreign_rounds()
 
 
 wildcard_constraints:
@@ -39,10 +65,16 @@ def _settled_results(rounds):
     failed for good. All steps, like get_all_results: a round reads each step's metrics, and
     a corrupt eval.json set aside under an existing measure.json must be redone first.
     """
-    failed = final_failures(LOGS, STEPS, CFG.failures.retry_on)
+    # a record older than the files its step runs failed under other code: retried
+    sources = {step: get_sources(step) for step in STEPS}
+    failed = final_failures(LOGS, STEPS, CFG.failures.retry_on, sources)
     paths = []
+    earlier = []
     for r in rounds:
         doc = read_round(checkpoints.search_round.get(r=r).output.json)
+        if not round_is_next(doc, r, SEARCH_BLOCK, earlier):
+            break  # another search's round (a dry-run keeps it): never a target of this one
+        earlier.append(doc)
         ids = [t for t in round_trial_ids(doc) if t not in failed]
         paths += [result_path(t, step) for t in ids for step in STEPS]
     return paths
@@ -82,5 +114,5 @@ if SEARCH_IN_ROUNDS:
             key=SEARCH_KEY,
             script=get_script("search_round"),
         shell:
-            "python {params.script} --round {wildcards.r} --plan {input.plan}"
-            " --output {output.json} --log {log}"
+            "python {params.script:q} --round {wildcards.r:q} --plan {input.plan:q}"
+            " --output {output.json:q} --log {log:q}"

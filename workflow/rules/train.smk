@@ -1,6 +1,8 @@
 rule train:
     input:
         **get_step_inputs("train"),
+        # halving/hyperband/pbt: the train result of the trial this one continues from
+        **get_resume_inputs(),
     output:
         result=f"{RESULTS}/trials/{{trial}}/train.json",
     log:
@@ -14,7 +16,7 @@ rule train:
         get_group("trial")
     conda:
         "../../environment.yml"
-    threads: 1
+    threads: get_threads()
     resources:
         mem_mb=2000,
         runtime=get_runtime_min("train"),
@@ -23,5 +25,5 @@ rule train:
         script=get_script("train"),
         command=get_command("train"),
     shell:
-        f"python {{params.script}} --trial {{wildcards.trial}} --plan {PLAN_JSON}"
-        f" --log {{log}} --threads {{threads}} --data {DATA_MARKER} --output {{output.result}}"
+        f"python {{params.script:q}} --trial {{wildcards.trial:q}} --plan {PLAN_ARG}"
+        f" --log {{log:q}} --threads {{threads}} --data {DATA_ARG} --output {{output.result:q}}"
