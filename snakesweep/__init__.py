@@ -5,10 +5,11 @@ whose LAYERS is this paragraph as data). Layers, top to bottom; a module imports
 or a lower one, never a higher one, and no two modules import each other, directly or round a
 circle (function-level imports count too; only `if TYPE_CHECKING:` imports are exempt):
 
-    summary | report (the package) | collect, preview, status | state, reconcile |
-    steps, supervise | plan | search | grid | space | workloads (the package) | config |
-    generation | measure | results, rounds, bookkeeping, table, params, errors, stats, energy,
-    measure_lock, layout, procs
+    compare, export | summary | report (the package) | collect, preview, status |
+    state, reconcile | steps, supervise | plan | search | hyperband, pbt | grid | space |
+    workloads (the package) | config | generation | measure | results, rounds, bookkeeping,
+    table, params, errors, stats, energy, measure_lock, layout, procs, sweepfile, markdown,
+    threads, profile
 
 Each on-disk format has one owner in the bottom layer: results (result and error records),
 rounds (search round files), bookkeeping (Snakemake's .snakemake/), table (the CSV cells of

@@ -117,9 +117,15 @@ def _line_of(data: bytes, offset: int) -> int:
 
 
 def display(path: str | os.PathLike[str]) -> str:
-    """A path as a user wrote it: relative to the current directory when it lies below it."""
+    """A path as the user wrote it on the command line (Snakemake makes --configfile paths
+    absolute); else relative to the current directory when it lies below it."""
+    import sys
+
     text = os.fspath(path)
     if os.path.isabs(text):
+        for arg in sys.argv[1:]:
+            if arg and not arg.startswith("-") and os.path.abspath(arg) == text:
+                return arg
         rel = os.path.relpath(text)
         if not rel.startswith(".."):
             return rel

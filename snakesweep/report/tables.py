@@ -528,7 +528,31 @@ def swept_params(configs: Any, param_names: Sequence[str]) -> list[str]:
             if k in configs.columns and len({level_key(v) for v in configs[k]}) > 1]
 
 
-def importance_table(configs: Any, param_names: Sequence[str], objective: Objective) -> pd.DataFrame:
+# Keys a search adds to a trial that record its selection, not an effect (never a factor).
+SELECTION_KEYS = ("member", "generation", "bracket", "rung")
+
+
+def selection_params(search: Mapping | None) -> list[str]:
+    """The parameters whose values a search chooses by selection, not as a factor: the budget
+    parameter of halving, hyperband and pbt (which configurations reach a larger budget is the
+    search's verdict on their score at the smaller one, so the budget's eta squared would only
+    measure who survived), and PBT's member/generation and Hyperband's bracket/rung if a trial
+    carries them as parameters. [] for a grid, random, sobol or optuna."""
+    search = search or {}
+    if search.get("method") not in ("halving", "hyperband", "pbt"):
+        return []
+    return [p for p in (search.get("budget_param"), *SELECTION_KEYS) if p]
+
+
+def selection_note(left_out: Sequence[str], method: str | None) -> str:
+    """The caveat for the parameters :func:`importance_table` left out."""
+    return (f"left out of importance: {', '.join(left_out)} (in a {method} search the budget a configuration "
+            "reaches is the search's selection by its earlier score, so its eta squared would measure which "
+            "configurations survived, not the budget's effect)")
+
+
+def importance_table(configs: Any, param_names: Sequence[str], objective: Objective,
+                     exclude: Sequence[str] = ()) -> pd.DataFrame:
     """How much of the objective's variance across configurations each swept parameter explains.
 
     Method: one-way ANOVA eta squared on the configuration means. For parameter p, the
@@ -541,6 +565,7 @@ def importance_table(configs: Any, param_names: Sequence[str], objective: Object
     config means first. Rows sorted by eta^2, largest first; eta^2 is empty when undefined
     (fewer than two levels with results, or all means equal). ``best_level`` is typed
     (None for a ``null`` level); ties go to the first level in :func:`level_sort_key` order.
+    ``exclude``: parameters that are no factor (:func:`selection_params`), never a row.
     """
     import pandas as pd
 
@@ -554,7 +579,7 @@ def importance_table(configs: Any, param_names: Sequence[str], objective: Object
         means = metric_values(configs[col])
         usable = configs[means.notna()]
         umeans = means[means.notna()]
-        for p in swept_params(configs, param_names):
+        for p in [p for p in swept_params(configs, param_names) if p not in set(exclude)]:
             levels: dict[str, list[float]] = {}
             typed: dict[str, Any] = {}
             for v, m in zip(usable[p], umeans):
@@ -598,6 +623,8 @@ class Reports:
     search: dict | None = None
     plan_trials: list[dict] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)
+    # swept parameters left out of importance because the search chose them (selection_params)
+    importance_left_out: list[str] = field(default_factory=list)
 
 
 def top_budget_scope(configs: pd.DataFrame, search: Mapping, metric: str) -> tuple[pd.DataFrame, dict] | None:
@@ -651,9 +678,14 @@ def compute_reports(summary: Any, plan: Mapping | None, objective: Objective, ex
                      "(e.g. {metric: latency_ms_p95, direction: min}); pareto.csv has its header only")
     elif dropped:
         notes.append(f"left out of the Pareto front because no configuration has a value: {', '.join(dropped)}")
+    swept = set(swept_params(configs, names))
+    left_out = [p for p in selection_params(search) if p in swept]
+    if left_out:
+        notes.append(selection_note(left_out, (search or {}).get("method")))
     return Reports(
         summary=df, param_names=names, steps=list((plan or {}).get("steps") or ["train", "eval", "measure"]),
         objective=objective, configs=configs, best=best, objectives=objs, dropped=dropped,
-        pareto=pareto_table(configs, names, objs), importance=importance_table(configs, names, objective),
+        pareto=pareto_table(configs, names, objs), importance=importance_table(configs, names, objective, left_out),
         notes=notes, search=search, plan_trials=list((plan or {}).get("trials") or []), rounds=list(rounds),
+        importance_left_out=left_out,
     )

@@ -18,9 +18,10 @@ if EXPORT_TARGETS:
         conda:
             "../../environment.yml"
         params:
+            script=get_script("export"),
             sweep=RESULTS,
         shell:
-            "python -m snakesweep.export --marker {output:q} {wildcards.target}"
+            "python {params.script:q} --marker {output:q} {wildcards.target}"
             " {params.sweep:q} > {log:q} 2>&1"
 
     localrules:
