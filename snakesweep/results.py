@@ -174,6 +174,53 @@ def error_record_path(log_path: str | Path) -> Path:
     return log_path.with_name(log_path.name.removesuffix(".log") + ".error.json")
 
 
+def plan_beside_logs(logs: str | Path) -> Path:
+    """The plan of the sweep whose logs are `logs` (<sweep dir>/logs -> <sweep dir>/plan/trials.json)."""
+    return Path(logs).parent / "plan" / "trials.json"
+
+
+# the plan file last read for its identity: (path, mtime_ns, size) -> identity
+_IDENTITY_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def plan_identity(plan: Any) -> dict[str, Any]:
+    """What an error record carries of the plan it failed under: the sweep's name, its hash (the
+    whole sweep file's meaning) and, for a search, the search key and method (what the search's
+    choices depend on). {} without a plan."""
+    if not isinstance(plan, dict):
+        return {}
+    search = plan.get("search") if isinstance(plan.get("search"), dict) else {}
+    return {"sweep_name": plan.get("sweep_name"), "sweep_hash": plan.get("sweep_hash"),
+            "search_key": search.get("key"), "search_method": search.get("method")}
+
+
+def identity_of_plan_file(path: str | Path) -> dict[str, Any]:
+    """:func:`plan_identity` of the plan file at `path` ({} without a readable one); cached
+    while the file is unchanged, since a 10k-trial plan is read once, not once per record."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _IDENTITY_CACHE:
+        _IDENTITY_CACHE.clear()
+        _IDENTITY_CACHE[key] = plan_identity(read_json_or_none(path))
+    return _IDENTITY_CACHE[key]
+
+
+def of_plan(record: Any, identity: dict[str, Any]) -> bool:
+    """Whether an error record belongs to the plan of `identity` (:func:`plan_identity`): a record
+    of another sweep name, or of another search (key or method; a grid's record under a search's
+    plan and the reverse), is not. The sweep hash is not compared: the same sweep, edited, keeps
+    its failures (what changed re-runs). A record without identity (older) or no plan: trusted."""
+    if not identity or not isinstance(record, dict) or "search_key" not in record:
+        return True
+    if record.get("sweep_name") not in (None, identity.get("sweep_name")) and identity.get("sweep_name") is not None:
+        return False
+    return (record.get("search_key"), record.get("search_method")) == (identity.get("search_key"),
+                                                                       identity.get("search_method"))
+
+
 def write_error_record(
     log_path: str | Path,
     *,
@@ -184,10 +231,15 @@ def write_error_record(
     message: str,
     traceback_tail: str = "",
     attempt: int | None = None,
+    plan: dict[str, Any] | None = None,
 ) -> Path:
     """`attempt` (1 for the first try) defaults to $SNAKESWEEP_ATTEMPT, which the supervisor
-    sets for its step, so a record says which retry failed (snakesweep/supervise.py)."""
+    sets for its step, so a record says which retry failed (snakesweep/supervise.py). The record
+    carries the identity of the plan it failed under (:func:`plan_identity`; `plan` defaults to
+    the sweep's plan beside its logs), so readers of another plan or search ignore it."""
     path = error_record_path(log_path)
+    identity = plan_identity(plan) if plan is not None else identity_of_plan_file(
+        plan_beside_logs(Path(log_path).parent.parent))
     atomic_write_json(
         path,
         {
@@ -200,6 +252,7 @@ def write_error_record(
             "time": utc_now(),
             "log": str(log_path),
             "attempt": attempt or int(os.environ.get(ATTEMPT_ENV, "1")),
+            **identity,
         },
     )
     return path
@@ -227,10 +280,13 @@ def retried(reason: Any, retry_on: Iterable[str]) -> bool:
 
 
 def error_records(logs: str | Path, steps: Iterable[str], *, since: float | None = None,
-                  cycles: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+                  cycles: bool = True, plan: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(trial, record) of every readable error record logs/{step}/{trial}[.cycle{c}].error.json
     of `steps`, one directory listing per step. `since`: only records written at or after it
-    (this run's); `cycles=False` leaves out the records of measurement cycles."""
+    (this run's); `cycles=False` leaves out the records of measurement cycles. Records of another
+    plan (:func:`of_plan`: another sweep or search; `plan` defaults to the one beside `logs`)
+    are left out: never a failure of this one."""
+    identity = plan_identity(plan) if plan is not None else identity_of_plan_file(plan_beside_logs(logs))
     for step in steps:
         try:
             entries = list(os.scandir(Path(logs, step)))
@@ -246,5 +302,5 @@ def error_records(logs: str | Path, steps: Iterable[str], *, since: float | None
                 except OSError:
                     continue
             record = read_json_or_none(entry.path)
-            if isinstance(record, dict):
+            if isinstance(record, dict) and of_plan(record, identity):
                 yield entry.name.split(".", 1)[0], record

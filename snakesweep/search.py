@@ -175,11 +175,6 @@ def probe_trials(cfg: SweepConfig, source: str = "config") -> list[Trial]:
             f"{source}: the search runs up to {total} trials, more than 'sweep.max_trials' = {sw.max_trials} "
             "(fix: raise sweep.max_trials or lower n_trials/rounds/batch)"
         )
-    if cfg.measure.cycles > 1 and "measure" in sw.steps:
-        raise ConfigError(
-            f"{source}: 'measure.cycles' > 1 is not supported with search method {s.method!r} yet "
-            "(fix: measure.cycles: 1, or measure the chosen configurations in a grid sweep afterwards)"
-        )
     param = budget_param(sw) if s.method in CONTINUE_METHODS else None
     if param and isinstance(sw.workload, CommandWorkload) and sw.workload.args == "none":
         argv = " ".join(sw.workload.command.get("train", []))

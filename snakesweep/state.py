@@ -21,7 +21,7 @@ from typing import Any
 
 from .bookkeeping import entry_mtime, incomplete_markers, latest_run_log, listdir, snakemake_locks, snakemake_processes
 from .plan import load_plan
-from .results import CYCLE_FILE, load_result, read_json_or_none
+from .results import CYCLE_FILE, load_result, of_plan, plan_identity, read_json_or_none
 from .results import STEPS as ALL_STEPS
 
 STEPS: tuple[str, ...] = tuple(ALL_STEPS)
@@ -234,15 +234,19 @@ def workload_sources(plan: Mapping[str, Any] | None, root: str | Path = ".") -> 
     return {}
 
 
-def _own_error(root: Path, logs: str, step: str, trial: str, names: list[str]) -> tuple[str, dict[str, Any]] | None:
+def _own_error(root: Path, logs: str, step: str, trial: str, names: list[str],
+               identity: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]] | None:
     """(file name, record) of the first error record among `names` that is this trial's and
-    step's: a record naming another trial or step (copied or left from elsewhere) is no failure
-    of this one. An unreadable record still fails the step (its content is unknown)."""
+    step's, of this plan (`identity`: :func:`snakesweep.results.plan_identity`): a record naming
+    another trial or step (copied or left from elsewhere), or written under another sweep or
+    search, is no failure of this one. An unreadable record still fails the step (its content
+    is unknown)."""
     for name in names:
         record = read_json_or_none(root / logs / step / name)
         if not isinstance(record, dict):
             return name, {}
-        if record.get("trial", trial) == trial and record.get("step", step) == step:
+        if record.get("trial", trial) == trial and record.get("step", step) == step \
+                and of_plan(record, identity or {}):
             return name, record
     return None
 
@@ -285,6 +289,7 @@ def read_state(
         raise ValueError("current_plan must be a whole plan (snakesweep.plan.build_plan)")
     cycles = cycles or measure_cycles(current_plan or plan)
     sweep_hash = (current_plan or plan or {}).get("sweep_hash")
+    identity = plan_identity(current_plan or plan)  # whose error records are this sweep's
 
     # Snakemake's bookkeeping
     markers_found, markers = incomplete_markers(smk)
@@ -384,7 +389,7 @@ def read_state(
                 cell.finished_after_interrupt = marker is not None
             elif cell.corrupt:
                 cell.state = "failed"
-            elif (own := _own_error(root, logs, step, trial, errs)) is not None:
+            elif (own := _own_error(root, logs, step, trial, errs, identity)) is not None:
                 name, cell.error = own
                 cell.state = "failed"
                 cell.error_file = os.path.join(logs, step, name)

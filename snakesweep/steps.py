@@ -164,15 +164,14 @@ def continuation(plan: dict[str, Any], trial: str, output: str | Path, *, comman
     trial's `code_digest` and `resumed_from: {trial, budget, code_digest}`. A parent trained by
     other code (another digest) is no valid checkpoint: the trial trains from scratch instead, and
     its record says why (`resume_refused`); a resumed result is never built on a stale checkpoint."""
-    from .workloads import code_digest
+    entry = next((t for t in plan["trials"] if t["trial"] == trial), {})
+    if "resume_from" not in entry:  # no continuing search: the record and the step's cost as before
+        return None, {}
+    from .workloads import code_digest  # lazy: hashes the workload's files, only where a chain needs it
 
     digest = code_digest(plan["workload"], "train")
-    info: dict[str, Any] = {"code_digest": digest}
-    entry = next((t for t in plan["trials"] if t["trial"] == trial), {})
+    info: dict[str, Any] = {"code_digest": digest, "resumed_from": None}
     parent = entry.get("resume_from")
-    if "resume_from" not in entry:
-        return None, info
-    info["resumed_from"] = None
     if not parent:
         return None, info
     from .results import load_result

@@ -63,7 +63,20 @@ def _params(params: Any) -> str:
     return "(no swept parameters)"
 
 
+def raise_csv_field_limit() -> None:
+    """A summary cell may be any size (a string metric or parameter of 20 MB): the csv module's
+    default field limit (131,072 characters) would make the whole file unreadable."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long narrower than sys.maxsize
+            limit //= 2
+
+
 def _read_rows(path: Path) -> list[dict[str, str]] | None:
+    raise_csv_field_limit()
     try:
         with open(path, newline="") as fh:
             return list(csv.DictReader(fh))
@@ -239,6 +252,25 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         return [f"snakesweep: no end-of-run summary ({type(err).__name__}: {err})"]
 
 
+def disk_error_line(err: OSError, results: str | Path = "results") -> str:
+    """One line for a write that failed on the sweep's file system (no space, read-only, no
+    permission): the path, what happened and the fix; no traceback."""
+    import errno
+
+    path = err.filename or Path(results).as_posix()
+    if isinstance(path, str) and Path(path).name.startswith(".") and path.endswith(".tmp"):
+        path = Path(path).parent.as_posix()  # the temp file of an atomic write: name its directory
+    fix = {errno.ENOSPC: "free space on that file system (or set sweep.dir to a directory with room)",
+           errno.EDQUOT: "free space within your quota (or set sweep.dir elsewhere)",
+           errno.EROFS: "the file system is read-only: remount it read-write, or set sweep.dir to a writable "
+                        "directory",
+           errno.EACCES: "make the directory writable for this user, or set sweep.dir elsewhere",
+           errno.EPERM: "make the directory writable for this user, or set sweep.dir elsewhere"}
+    how = fix.get(err.errno, "make it writable, with free space")
+    return (f"snakesweep: cannot write {path}: {err.strerror or err} (fix: {how}; then re-run the same "
+            "command: no result record is lost, the summary and reports are rewritten)")
+
+
 def unfinished(results: str | Path = "results") -> str | None:
     """Why the run must not exit 0 (None: every planned trial is ok): a trial failed, was held
     back by the failure budget or is still pending (error records from earlier runs included:
@@ -260,10 +292,42 @@ def unfinished(results: str | Path = "results") -> str | None:
         return f"the summary could not be read ({type(err).__name__}: {err})"
 
 
+def fail_when_nothing_to_do(workflow: Any, logger: Any, results: str | Path, logs: str | Path,
+                            whole_sweep: Any = lambda: True) -> None:
+    """For the Snakefile: after "Nothing to be done" Snakemake returns with status 0 and calls no
+    ``onsuccess``, so a sweep with a trial that failed for good (a search's final failure, which
+    runs no job) would end with 0. A filter on Snakemake's logger sees that line in a real run
+    (not a dry run, which still just says what it would do, nor --touch), prints it and the usual
+    summary, and ends the run with status 1 when :func:`unfinished` says why (a SystemExit, as
+    from ``onsuccess``: Snakemake releases its locks), if ``whole_sweep()`` says the run's target
+    was the sweep, not a part of it. Runs nothing, reads files only."""
+    import logging
+
+    from snakemake.common import NOTHING_TO_BE_DONE_MSG
+
+    class NothingToDo(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.getMessage() != NOTHING_TO_BE_DONE_MSG or workflow.dryrun or workflow.touch \
+                    or not whole_sweep():
+                return True
+            why = unfinished(results)
+            if not why:
+                return True
+            logger.removeFilter(self)
+            logger.handle(record)
+            for line in end_of_run_summary(results, logs):
+                logger.error(line)
+            logger.error(f"snakesweep: exit status 1: {why}")
+            raise SystemExit(1)
+
+    logger.addFilter(NothingToDo())
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m snakesweep.summary [SWEEP]`: the end-of-run lines of a sweep; exit 1 unless
     every planned trial is ok, 2 when the sweep cannot be found."""
     args = list(sys.argv[1:] if argv is None else argv)
+    raise_csv_field_limit()  # the markdown form reads summary.csv too
     fmt = "text"  # issue 20: --format markdown (snakesweep.markdown) pastes into a pull request as it is
     for i, a in enumerate(args):
         if a == "--format" or a.startswith("--format="):

@@ -4,6 +4,7 @@ Hyperband, population-based training, and kill -9 mid-rung + resume."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -98,6 +99,26 @@ def test_halving_promoted_trials_continue_from_the_previous_rung(workdir):
     # the last rung's increments: 9 - 3 epochs for each seed of the best configuration
     assert sorted(record(workdir, t["trial"])["metrics"]["epochs_run"] for t in docs[2]["trials"]) == [6, 6]
     assert {t["params"]["x"] for t in docs[2]["trials"]} == {0.8}  # |x - 1| smallest among those above
+    # the toy ignores epochs: which configurations reached 9 epochs is the selection, no effect
+    importance = list(csv.DictReader((workdir.sweep() / "importance.csv").open()))
+    assert [r["parameter"] for r in importance] == ["x"]
+    assert "Not ranked: epochs" in (workdir.sweep() / "report/answer.html").read_text()
+
+
+def test_halving_measures_each_trial_over_several_cycles(workdir):
+    cfg = adaptive_config(workdir, {"method": "halving", "budget": {"param": "epochs", "min": 1, "max": 3, "eta": 3}},
+                          grid={"x": [-1.0, 0.5, 2.5]})
+    cfg["sweep"]["steps"] = ["train", "eval", "measure"]
+    cfg["measure"] = {**cfg["measure"], "cycles": 2, "cycle_order": "sequential"}
+    run(workdir, cfg)
+    docs = rounds_of(workdir)
+    assert [len(d["trials"]) for d in docs] == [3, 1]
+    assert docs[1]["trials"][0]["params"]["x"] == 0.5 and docs[1]["trials"][0]["resume_from"] is not None
+    for t in entries(workdir):  # every trial of every round, measured twice, then aggregated
+        cycles = sorted((workdir.sweep() / "trials" / t["trial"] / "cycles").glob("measure.*.json"))
+        assert [c.name for c in cycles] == ["measure.0.json", "measure.1.json"]
+        measured = record(workdir, t["trial"], "measure")
+        assert len(measured["metrics"]["cycle_files"]) == 2 and measured["metrics"]["latency_ms_p50"] > 0
 
 
 CLI = '''
@@ -257,3 +278,18 @@ def test_pbt_exploits_the_top_member_and_its_lineage_is_in_the_result_files(work
     other = Workdir(copy_workflow(tmp_path / "uninterrupted"))
     run(other, adaptive_config(other, PBT, space=space, fixed={"resume_sleep_s": 0.5}, seeds=(0, 1)))
     assert outcome(workdir) == outcome(other) and lineage_of(workdir) == lineage_of(other)
+    # the report's lineage table: every member per generation, as the round files say, scored
+    # by its own trials' mean (what the next generation's selection saw)
+    table = list(csv.DictReader((workdir.sweep() / "lineage.csv").open()))
+    assert [(int(r["member"]), int(r["generation"]), r["outcome"]) for r in table] == [
+        (e["member"], e["generation"], e["outcome"]) for e in lineage_of(workdir)]
+    for r in table:
+        g, m = int(r["generation"]), int(r["member"])
+        entry = by_gen[g][m]
+        assert r["continued_from"] == ("" if g == 0 else str(entry["continued_from"]["member"]))
+        assert float(r["x"]) == entry["params"]["x"]
+        assert float(r["score"]) == pytest.approx(sum(acc[t] for t in entry["trials"]) / 2)
+        if g < 2:
+            assert float(r["score"]) == pytest.approx(by_gen[g + 1][m]["score"])
+    page = (workdir.sweep() / "report/answer.html").read_text()
+    assert "Population-based training: each member's lineage" in page and "The best member of generation 2" in page

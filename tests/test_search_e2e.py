@@ -79,7 +79,11 @@ def test_halving_promotes_the_top_third_by_the_objective_and_failures_never_surv
     assert len(rounds_of(workdir)) == 1
     trained = {p: p.stat().st_mtime_ns for p in workdir.path.glob("results/toy/trials/*/train.json")}
     assert len(trained) == 8
-    run(workdir, cfg, env=env)  # ... the next goes on without it (an exception is final, not retried)
+    # ... the next goes on without it (an exception is final, not retried); a trial failed for
+    # good, so the run exits 1 (issue 16: 0 only when the summary's trials are all ok)
+    second = run(workdir, cfg, check=False, env=env)
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert "snakesweep: exit status 1: 1 of 13 planned trials did not finish ok" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
     assert len(list(workdir.path.glob("results/toy/trials/*/train.json"))) == 8 + 3 + 1
 
@@ -99,7 +103,17 @@ def test_halving_promotes_the_top_third_by_the_objective_and_failures_never_surv
     rows = {r["trial"]: r for r in workdir.read_csv("results/toy/summary.csv")}
     assert len(rows) == 13 and rows[failed[0]]["status"] == "failed"
     assert sum(r["status"] == "ok" for r in rows.values()) == 12
-    assert "Nothing to be done" in run(workdir, cfg, env=env).stderr
+    everything = {p: p.stat().st_mtime_ns for p in workdir.path.glob("results/toy/**/*") if p.is_file()}
+    third = run(workdir, cfg, check=False, env=env)  # nothing to run, and still not a success
+    assert third.returncode == 1, third.stderr[-3000:]
+    assert "Nothing to be done" in third.stderr
+    assert "snakesweep: 13 trials: 12 ok, 1 failed, 0 pending" in third.stderr
+    assert f"  {failed[0]}: train: ValueError: injected failure for x=1.1" in third.stderr
+    assert "snakesweep: exit status 1: 1 of 13 planned trials did not finish ok" in third.stderr
+    assert {p: p.stat().st_mtime_ns for p in everything} == everything  # nothing re-run or rewritten
+    dry = run(workdir, cfg, "-n", check=False, env=env)  # a dry run only says what it would do
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+    assert "exit status 1" not in dry.stderr
 
 
 def test_optuna_rounds_choose_from_results_and_more_rounds_continue_the_search(workdir):

@@ -2,8 +2,9 @@
 
 Submodules: values (report-only value helpers and writers), frame (the typed summary frame),
 tables (configs.csv, best.json, pareto.csv, importance.csv), search_views (halving ladder,
-search progress), html (answer.html), problems (placeholders and the recorded reasons), plots
-(the figures), workflow (Snakefile-side helpers), cli (the argparse scaffold and the mains).
+search progress), lineage (PBT's lineage.csv and the best member's schedule of parameters),
+html (answer.html), problems (placeholders and the recorded reasons), plots (the figures),
+workflow (Snakefile-side helpers), cli (the argparse scaffold and the mains).
 Each imports only the standard library at import time (pandas, numpy, matplotlib inside
 functions): the Snakefile and the end-of-run summary import this package. plots is not
 imported here, so ``python -m snakesweep.report.plots`` runs it fresh.
@@ -27,7 +28,8 @@ from .frame import (
     read_summary,
     summary_frame,
 )
-from .html import EFFICIENCY_METRICS, PLOT_NAMES, PLOT_TITLES, render_answer_html, search_html
+from .html import EFFICIENCY_METRICS, PLOT_NAMES, PLOT_TITLES, lineage_html, render_answer_html, search_html
+from .lineage import LINEAGE_FIELDS, best_member, best_schedule, lineage_rows, trial_values, write_lineage
 from .problems import (
     Problems,
     error_reason,
@@ -59,6 +61,7 @@ from .tables import (
     pareto_objectives,
     pareto_table,
     ranked_configs,
+    selection_params,
     swept_params,
     top_budget_scope,
     write_configs,
@@ -100,6 +103,7 @@ __all__ = [
     "FAILED_STATUSES",
     "IMPORTANCE_FIELDS",
     "LABEL_SUFFIXES",
+    "LINEAGE_FIELDS",
     "NON_METRIC_COLUMNS",
     "Objective",
     "PLOT_NAMES",
@@ -110,7 +114,9 @@ __all__ = [
     "SEED",
     "STAT_SUFFIXES",
     "as_frame",
+    "best_member",
     "best_report",
+    "best_schedule",
     "check_objective",
     "collect",
     "collect_main",
@@ -128,6 +134,8 @@ __all__ = [
     "known_range",
     "level_key",
     "level_sort_key",
+    "lineage_html",
+    "lineage_rows",
     "load_rounds",
     "main",
     "message_png",
@@ -163,15 +171,18 @@ __all__ = [
     "search_plot_name",
     "search_plot_output",
     "search_progress",
+    "selection_params",
     "sorted_levels",
     "summary_frame",
     "swept_params",
     "tables_main",
     "to_float",
     "top_budget_scope",
+    "trial_values",
     "workflow_report_settings",
     "write_configs",
     "write_json",
+    "write_lineage",
     "write_reports_after_failure",
     "write_table",
 ]

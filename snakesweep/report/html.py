@@ -12,6 +12,7 @@ from typing import Any
 from snakesweep.stats import MIN_N_FOR_CI
 from snakesweep.table import param_cell
 
+from .lineage import LINEAGE_FIELDS, best_member, best_schedule, lineage_rows, space_params, trial_values
 from .search_views import halving_ladder, search_progress
 from .tables import CI_NOTE, Reports, ranked_configs, swept_params
 from .values import config_params, level_key, to_float
@@ -162,6 +163,11 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
     out += search_html(rep, max_configs)
 
     out.append(f"<h2>Which parameters matter? (eta squared of {_h(metric)} over configuration means)</h2>")
+    if rep.importance_left_out:
+        out.append(f"<p class='muted'>Not ranked: {_h(', '.join(rep.importance_left_out))}. In a "
+                   f"{_h((rep.search or {}).get('method'))} search the budget a configuration reaches is chosen by "
+                   "its score at the budget before, so its eta squared would measure which configurations "
+                   "survived the selection, not the budget's effect on the objective.</p>")
     if not rep.importance.empty:
         out.append("<table><tr><th class='l'>parameter</th><th class='l'>eta squared</th><th>levels</th>"
                    "<th class='l'>best level</th><th>its mean</th></tr>")
@@ -279,6 +285,8 @@ def search_html(rep: Reports, max_rows: int = 50) -> list[str]:
             out.append(f"<p class='muted'>{len(ladder) - max_rows} more configuration(s) stopped earlier: "
                        "results/plan/rounds/round_*.json lists every verdict.</p>")
         return out
+    if method == "pbt":
+        out += lineage_html(rep, max_rows)
     progress = search_progress(rep)
     ok = [p for p in progress if p["value"] is not None]
     rounds = {p["round"] for p in progress}
@@ -293,4 +301,60 @@ def search_html(rep: Reports, max_rows: int = 50) -> list[str]:
                f"{first['n']} of {len(progress)} (round {_h(first['round'])}); {len(ok)} trial(s) ok. "
                "The figure <i>search_progress</i> shows every trial's value and the best so far, in the order "
                "the search chose them.</p>")
+    return out
+
+
+def lineage_html(rep: Reports, max_rows: int = 50) -> list[str]:
+    """answer.html's PBT section: every member's score per generation, with the member whose
+    checkpoint it continued from when it exploited another (lineage.csv has every field), and
+    the best member's schedule of parameters (snakesweep.pbt.ancestry)."""
+    metric, direction = rep.objective
+    names = space_params(rep.search)
+    rows = lineage_rows(rep.rounds, trial_values(rep.summary, metric), names)
+    names = names or [k for k in (rows[0] if rows else {}) if k not in LINEAGE_FIELDS]
+    pb = (rep.search or {}).get("pbt") or {}
+    out = ["<h2>Population-based training: each member's lineage</h2>"]
+    if not rows:
+        out.append("<p class='muted'>No generation has been chosen yet (plan/rounds/).</p>")
+        return out
+    gens = sorted({r["generation"] for r in rows})
+    members = sorted({r["member"] for r in rows})
+    cell = {(r["member"], r["generation"]): r for r in rows}
+    out.append(f"<p class='muted'>{_h(metric)} ({'higher' if direction == 'max' else 'lower'} is better), mean over "
+               f"seeds, per member and generation ({len(gens)} of {_h(pb.get('generations'))} generations chosen; "
+               f"{_h(pb.get('param'))} += {_h(pb.get('step'))} per generation; quantile {_h(pb.get('quantile'))}). "
+               "<b>&larr; m</b>: this generation continued from member m's checkpoint with perturbed parameters "
+               "(exploit and explore); struck through: dead (failed, no donor). lineage.csv lists every "
+               "member's parameters per generation.</p>")
+    out.append("<table><tr><th class='l'>member</th>" + "".join(f"<th>generation {g}</th>" for g in gens) + "</tr>")
+    for m in members[:max_rows]:
+        cells = []
+        for g in gens:
+            r = cell.get((m, g))
+            if r is None:
+                cells.append("<td></td>")
+                continue
+            text = _num(r["score"]) or "n/a"
+            if r["outcome"] == "exploited":
+                text = f"<b>&larr; {_h(r['continued_from'])}</b> {text}"
+            elif r["outcome"] == "dead":
+                text = "<s>dead</s>"
+            title = ", ".join(f"{k}={param_cell(r.get(k))}" for k in names) + (f"; {r['explore']}" if r["explore"] else "")
+            cells.append(f"<td title='{_h(title)}'>{text}</td>")
+        out.append(f"<tr><td class='l'>{_h(m)}</td>{''.join(cells)}</tr>")
+    out.append("</table>")
+    best = best_member(rows, direction)
+    if best is None:
+        out.append(f"<p class='muted'>No member has a value of {_h(metric)} yet.</p>")
+        return out
+    schedule = best_schedule(rep.rounds, best["member"], best["generation"])
+    out.append(f"<p class='muted'>The best member of generation {_h(best['generation'])}: member {_h(best['member'])}, "
+               f"{_h(metric)} {_num(best['score'])}. The schedule of parameters that trained its checkpoint "
+               "(whose checkpoint each generation trained, oldest first):</p>")
+    out.append("<table><tr><th>generation</th><th>member</th>" + "".join(f"<th class='l'>{_h(k)}</th>" for k in names) + "</tr>")
+    for step in schedule:
+        params = step.get("params") or {}
+        out.append(f"<tr><td>{_h(step['generation'])}</td><td>{_h(step['member'])}</td>"
+                   + "".join(f"<td class='l'>{_hp(params.get(k))}</td>" for k in names) + "</tr>")
+    out.append("</table>")
     return out

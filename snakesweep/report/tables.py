@@ -129,6 +129,7 @@ def config_table(
     small: dict[str, list[tuple[str, int]]] = {}
     clipped: dict[str, list[tuple[str, tuple]]] = {}
     over_cycles: dict[str, list[str]] = {}
+    stat_cols: dict[str, Any] = {}  # joined to `out` once: a column inserted per metric fragments the frame
     for m in numeric_metrics(df, [c for c in all_metrics if c not in stats_cols and c not in kept]):
         vals = metric_values(ok[m])
         g = vals.groupby(ok["config_id"], sort=False)
@@ -158,8 +159,8 @@ def config_table(
             if high is not None:
                 cut |= hi > high
                 hi = np.where(hi > high, high, hi)
-        out[f"{m}_mean"], out[f"{m}_std"] = mean, std
-        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
+        stat_cols[f"{m}_mean"], stat_cols[f"{m}_std"] = mean, std
+        stat_cols[f"{m}_ci_low"], stat_cols[f"{m}_ci_high"] = lo, hi
         for cid, k, c, cyc, has in zip(ids, n, cut, one_seed, ~np.isnan(lo)):
             if cyc:
                 over_cycles.setdefault(cid, []).append(m)
@@ -169,6 +170,8 @@ def config_table(
                 small.setdefault(cid, []).append((m, int(k)))
             if c:
                 clipped.setdefault(cid, []).append((m, (low, high)))
+    if stat_cols:
+        out = pd.concat([out, pd.DataFrame(stat_cols, index=out.index)], axis=1)
     cycles_of = dict(zip(ids, _common_per_config(ok, "cycles", ids))) if "cycles" in ok.columns else {}
     out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, []), over_cycles.get(cid, []), cycles_of.get(cid))
                     for cid in ids]

@@ -30,6 +30,7 @@ def report_targets(wildcards: Any = None, results: str = "results", search: str 
         f"{results}/report/answer.html",
         *(f"{results}/plots/{name}.png" for name in PLOT_NAMES),
         *([f"{results}/plots/{extra}.png"] if extra else []),
+        *([f"{results}/lineage.csv"] if search == "pbt" else []),  # the population's lineage
     ]
 
 
@@ -165,7 +166,13 @@ def write_reports_after_failure(settings: dict[str, str], results: str = "result
             Path(t).unlink(missing_ok=True)
         tables, plots = report_command_args(settings, results, search)
         Path(logs, "report").mkdir(parents=True, exist_ok=True)
-        for name, module, args in (("report", "snakesweep.report", tables), ("plots", "snakesweep.report.plots", plots)):
+        children = [("report", "snakesweep.report", tables), ("plots", "snakesweep.report.plots", plots)]
+        if search == "pbt":  # the population's lineage.csv, as rule report_lineage makes it
+            children.append(("lineage", "snakesweep.report.lineage", [
+                "--plan", str(r / "plan" / "trials.json"), "--summary", str(r / "summary.csv"),
+                "--objective", settings["objective"], "--direction", settings["direction"],
+                "--out", str(r / "lineage.csv")]))
+        for name, module, args in children:
             log_path = Path(logs, "report", f"{name}.onerror.log")
             try:
                 with open(log_path, "w") as log:

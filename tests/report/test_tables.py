@@ -278,6 +278,42 @@ def test_eta_squared_importance_on_a_constructed_grid():
     assert rows["hidden"]["eta_squared"] == pytest.approx(0.2) and rows["hidden"]["best_level"] is True
 
 
+def _halving_summary():
+    """A halving sweep of a workload that ignores `epochs`: acc = -(x - 1)^2 whatever the budget;
+    9 configurations at 1 epoch, the best 3 at 3 epochs, the best 1 at 9 (two seeds each)."""
+    xs = [-3.0, -2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.5, 4.0]
+    acc = {x: -((x - 1.0) ** 2) for x in xs}
+    ladder = [(1, xs), (3, sorted(xs, key=lambda x: -acc[x])[:3]), (9, [1.0])]
+    rows = [{"trial": f"x{x}e{e}s{s}", "status": "ok", "x": x, "epochs": e, "seed": s, "acc": acc[x] + 0.001 * s}
+            for e, chosen in ladder for x in chosen for s in (0, 1)]
+    return rows
+
+
+def test_a_halving_budget_gets_no_eta_squared_it_only_measures_selection():
+    import pandas as pd
+
+    rows = _halving_summary()
+    names = ["x", "epochs", "seed"]
+    configs = report.config_table(report.summary_frame(pd.DataFrame(rows), names), names)
+    # the selection is what the budget's eta squared would measure: large, though epochs does nothing
+    raw = {r["parameter"]: r["eta_squared"] for r in report.importance_table(configs, names, ("acc", "max")).to_dict("records")}
+    assert raw["epochs"] > 0.15
+    for method in ("halving", "hyperband", "pbt"):
+        search = {"method": method, "budget_param": "epochs"}
+        rep = report.compute_reports(pd.DataFrame(rows), {"param_names": names, "trials": [], "search": search},
+                                     ("acc", "max"), [])
+        assert list(rep.importance["parameter"]) == ["x"]  # epochs is no row of importance.csv
+        assert rep.importance_left_out == ["epochs"]
+        assert any(n.startswith("left out of importance: epochs") for n in rep.notes)
+        page = report.render_answer_html(rep)
+        assert "Not ranked: epochs" in page and "survived the selection" in page
+    assert report.selection_params({"method": "pbt", "budget_param": "epochs"})[:1] == ["epochs"]
+    # a grid over epochs: epochs is a factor like any other
+    rep = report.compute_reports(pd.DataFrame(rows), {"param_names": names, "trials": []}, ("acc", "max"), [])
+    assert "epochs" in list(rep.importance["parameter"]) and rep.importance_left_out == []
+    assert report.selection_params({"method": "optuna"}) == []
+
+
 # ---------------------------------------------------------------------------- the tables main on the fixture
 
 

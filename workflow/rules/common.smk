@@ -46,7 +46,7 @@ from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
 from snakesweep.report import collect, write_reports_after_failure
 from snakesweep.results import read_json
-from snakesweep.summary import end_of_run_summary
+from snakesweep.summary import disk_error_line, end_of_run_summary
 from snakesweep.workloads import (
     builtin_metrics,
     resolve_workload,
@@ -399,6 +399,27 @@ def get_group(name):
     return group
 
 
+# a trial chosen in a search round -> its position among the chosen rounds' trials (filled
+# as rounds are chosen; an earlier round's positions never move)
+_ROUND_TRIAL_INDEX = {}
+
+
+def _trial_index(trial):
+    """A trial's index for the cycle order: its place in the plan, or for a trial chosen in a
+    search round (not in TRIALS) its place among the trials of the rounds chosen so far, round
+    by round as the round files list them: deterministic, and fixed once its round is chosen.
+    None if neither knows it (cycle_priority then falls back to a hash of the id)."""
+    if trial in TRIAL_INDEX:
+        return TRIAL_INDEX[trial]
+    if SEARCH_IN_ROUNDS and trial not in _ROUND_TRIAL_INDEX:
+        from snakesweep.rounds import round_trials
+        from snakesweep.search import plan_block
+
+        for t in round_trials(Path(RESULTS, "plan"), plan_block(CFG)):
+            _ROUND_TRIAL_INDEX.setdefault(t["trial"], len(_ROUND_TRIAL_INDEX))
+    return _ROUND_TRIAL_INDEX.get(trial)
+
+
 def get_cycle_priority(wildcards):
     """Higher runs first: the order of measurement cycles (measure.cycle_order)."""
     m = CFG.measure
@@ -407,17 +428,28 @@ def get_cycle_priority(wildcards):
         m.cycles,
         m.cycle_order,
         wildcards.trial,
-        TRIAL_INDEX[wildcards.trial],
+        _trial_index(wildcards.trial),
     )
 
 
 def get_step_priority():
     """With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
-    training is done) all of one cycle's measurements are ready together and run in order.
+    training is done) all of one cycle's measurements are ready together and run in order. A
+    search in rounds knows its trials only as rounds are chosen: the bound is its most trials
+    (every round full), whose indices _trial_index hands out.
     """
     if CFG.measure.cycles == 1 or "measure" not in STEPS:
         return 0
     m = CFG.measure
+    if SEARCH_IN_ROUNDS:
+        from snakesweep.search import plan_block
+
+        block = plan_block(CFG)
+        most = sum(block["configs_per_round"]) * int(block["seeds"])
+        # shuffled: a 20-bit hash of (trial, cycle), whatever the trials
+        if m.cycle_order == "shuffled":
+            return 2 + 0xFFFFF
+        return 1 + cycle_priority(0, m.cycles, m.cycle_order, "", max(most - 1, 0))
     return 1 + max(
         cycle_priority(c, m.cycles, m.cycle_order, t, i)
         for i, t in enumerate(TRIALS)
@@ -455,15 +487,32 @@ def get_final_targets():
     return [f"{RESULTS}/summary.csv", f"{RESULTS}/configs.csv", *get_all_results(None)]
 
 
+def asked_for_whole_sweep():
+    """The run's target is the sweep (the default target), not a part of it (`--until plan`,
+    named files, `--omit-from`): only then does an unfinished trial make the exit status 1.
+    """
+    settings = workflow.dag_settings  # set once the DAG is built (None while parsing)
+    return settings is None or not (
+        settings.targets or settings.target_jobs or settings.until or settings.omit_from
+    )
+
+
 def write_run_marker():
     """When this run began (not a dry-run: `onstart`), for the supervisor to tell this run's
     failures from older ones: retries and the failure budget count only those."""
     from snakesweep.results import atomic_write_json
+    from snakesweep.summary import disk_error_line
     from snakesweep.supervise import RUN_MARKER
 
-    atomic_write_json(
-        Path(LOGS, RUN_MARKER), {"started": time.time(), "pid": os.getpid()}
-    )
+    try:
+        atomic_write_json(
+            Path(LOGS, RUN_MARKER), {"started": time.time(), "pid": os.getpid()}
+        )
+    except (
+        OSError
+    ) as err:  # a read-only or full results directory: one line, no traceback
+        logger.error(disk_error_line(err, RESULTS))
+        sys.exit(1)
 
 
 def write_partial_reports():
@@ -476,9 +525,21 @@ def write_partial_reports():
     plan = Path(RESULTS, "plan", "trials.json")
     if not plan.exists():
         return
-    rows = collect(
-        plan, RESULTS, LOGS, Path(RESULTS, "summary.csv"), Path(RESULTS, "configs.csv")
-    )
+    try:
+        rows = collect(
+            plan,
+            RESULTS,
+            LOGS,
+            Path(RESULTS, "summary.csv"),
+            Path(RESULTS, "configs.csv"),
+        )
+    except OSError as err:
+        # a full disk or a read-only file system: one line naming the path and the fix, then
+        # the summary as it was last written (every result record stays where it is)
+        logger.error(disk_error_line(err, RESULTS))
+        for line in end_of_run_summary(RESULTS, LOGS):
+            logger.error(line)
+        return
     remove_stale_outputs(RESULTS)
     write_reports_after_failure(REPORT, RESULTS, LOGS)
     if all(r["status"] == "ok" for r in rows):

@@ -27,6 +27,13 @@ SEARCH_PLOT_OUTPUT = {
     for name, path in SEARCH_PLOT.items()
 }
 
+# PBT's lineage table (snakesweep/report/lineage.py), made only for a pbt sweep; answer.html
+# shows the same lineage (from the same round files), so report_plots waits for it and a pbt
+# run always leaves lineage.csv beside the other reports ({} for every other method)
+LINEAGE = (
+    {"lineage": f"{RESULTS}/lineage.csv"} if CFG.sweep.search.method == "pbt" else {}
+)
+
 # every report file (rule all): the search's figure too, for a search (a partial, not a def:
 # `snakemake --lint` wants functions in common.smk)
 get_report_targets = partial(
@@ -87,11 +94,42 @@ rule report_tables:
         "python {params.script:q} {params.args} > {log:q} 2>&1"
 
 
+if LINEAGE:
+
+    rule report_lineage:
+        input:
+            summary=f"{RESULTS}/summary.csv",
+            plan=f"{RESULTS}/plan/trials.json",
+        output:
+            lineage=report(
+                LINEAGE["lineage"],
+                caption="../report/lineage.rst",
+                labels={
+                    "name": "lineage.csv",
+                    "content": "PBT: each member per generation",
+                },
+                category="3. Data files",
+            ),
+        log:
+            f"{LOGS}/report/report_lineage.log",
+        conda:
+            "../../environment.yml"
+        params:
+            script=get_script("report_lineage"),
+            objective=REPORT["objective"],
+            direction=REPORT["direction"],
+        shell:
+            "python {params.script:q} --plan {input.plan:q} --summary {input.summary:q}"
+            " --objective {params.objective:q} --direction {params.direction:q}"
+            " --out {output.lineage:q} > {log:q} 2>&1"
+
+
 # `**SEARCH_PLOT_OUTPUT` is the search's figure, only for a search (see above). The plots
 # recompute the tables from the summary (snakesweep.report.compute_reports), so they do not
 # wait for report_tables: the two run side by side (~1 s less per run).
 rule report_plots:
     input:
+        **LINEAGE,
         summary=f"{RESULTS}/summary.csv",
         configs=f"{RESULTS}/configs.csv",
         plan=f"{RESULTS}/plan/trials.json",
