@@ -16,7 +16,6 @@ Standard library only at import time (the caller's task has imported torch alrea
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from snakesweep.energy import DEFAULT_RAPL_ROOT, UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
-from snakesweep.measure import gpu_shared, percentile, settle, throttled, window_flags
+from snakesweep.measure import gpu_window_flags, percentile, settle, window_flags, window_quality
 
 if TYPE_CHECKING:
     from snakesweep.config import MeasureSettings
@@ -265,14 +264,7 @@ def run_generation(
         decode_j = (full_call_j - prefill_j) / (b * (n - 1))
 
     short, zero, details = window_flags(window_s, settings, energy)
-    shared = thr = None
-    if gpu is not None:
-        shared, d = gpu_shared(pids_seen, os.getpid())
-        if d:
-            details.append(d)
-        thr, d = throttled(viol0, viol1, reasons)
-        if d:
-            details.append(d)
+    shared, thr = gpu_window_flags(gpu, pids_seen, viol0, viol1, reasons, details)
     metrics = {
         "ttft_ms_p50": ttft_p50 * 1000.0,
         "ttft_ms_p95": percentile(ttft, 95) * 1000.0,
@@ -304,16 +296,7 @@ def run_generation(
         "peak_mem_method": peak_method,
         "window_s": window_s,
         "sample_interval_s": energy.sample_interval_s,
-        "device_name": device_name,
-        "driver_version": meter.driver_version,
-        "nvml_version": meter.nvml_version,
-        "flag_short_window": short,
-        "flag_energy_zero": zero,
-        "flag_gpu_shared": shared,
-        "flag_throttled": thr,
-        "flag_detail": "; ".join(details),
-        "temp_start_c": temp_start,
-        "temp_end_c": temp_end,
+        **window_quality(meter, device_name, short, zero, shared, thr, details, temp_start, temp_end),
         "timing_method": (
             f"output_tokens_per_s, request_ms_*, energy_*: {len(call_s)} uninstrumented generate() calls "
             f"over window_s; ttft_ms_*, itl_ms_*, prefill/decode_tokens_per_s: {len(ttft)} separate calls "

@@ -280,6 +280,39 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- the measurement
 
 
+def gpu_window_flags(gpu: NvmlGpu | None, pids_seen: Sequence[Sequence[int] | None], viol0: Any, viol1: Any,
+                     reasons: Sequence[Any], details: list[str]) -> tuple[bool | None, bool | None]:
+    """(shared, throttled) of an in-process window on a GPU, None each without one; the reasons go
+    to `details`. A command's window tells a neighbour apart differently (workloads/command.py)."""
+    if gpu is None:
+        return None, None
+    shared, d = gpu_shared(pids_seen, os.getpid())
+    if d:
+        details.append(d)
+    thr, d = throttled(viol0, viol1, reasons)
+    if d:
+        details.append(d)
+    return shared, thr
+
+
+def window_quality(meter: EnergyMeter, device_name: str | None, short: bool, zero: bool, shared: bool | None,
+                   thr: bool | None, details: list[str], temp_start: Any, temp_end: Any) -> dict[str, Any]:
+    """The fields every measurement record ends with (module, generation and command windows
+    alike): the device, the quality flags and the temperatures, in this order."""
+    return {
+        "device_name": device_name,
+        "driver_version": meter.driver_version,
+        "nvml_version": meter.nvml_version,
+        "flag_short_window": short,
+        "flag_energy_zero": zero,
+        "flag_gpu_shared": shared,
+        "flag_throttled": thr,
+        "flag_detail": "; ".join(details),
+        "temp_start_c": temp_start,
+        "temp_end_c": temp_end,
+    }
+
+
 def window_flags(window_s: float, settings: MeasureSettings, energy: EnergyResult) -> tuple[bool, bool, list[str]]:
     """The checks every timed window gets (module batches or a whole command): shorter than
     ``min_window_s``, an energy counter that read zero. Returns (short, zero, details)."""
@@ -424,15 +457,7 @@ def run_measurement(
         per_sample_net = net_energy_j(energy_j, baseline_power_w, energy.window_s) / n_samples
 
     short, zero, details = window_flags(window_s, settings, energy)
-    shared: bool | None = None
-    thr: bool | None = None
-    if gpu is not None:
-        shared, d = gpu_shared(pids_seen, os.getpid())
-        if d:
-            details.append(d)
-        thr, d = throttled(viol0, viol1, reasons)
-        if d:
-            details.append(d)
+    shared, thr = gpu_window_flags(gpu, pids_seen, viol0, viol1, reasons, details)
 
     return {
         "latency_ms_p50": percentile(lat_ms, 50),
@@ -450,16 +475,7 @@ def run_measurement(
         "n_batches_timed": len(latencies),
         "n_samples_timed": n_samples,
         "sample_interval_s": energy.sample_interval_s,
-        "device_name": device_name,
-        "driver_version": meter.driver_version,
-        "nvml_version": meter.nvml_version,
-        "flag_short_window": short,
-        "flag_energy_zero": zero,
-        "flag_gpu_shared": shared,
-        "flag_throttled": thr,
-        "flag_detail": "; ".join(details),
-        "temp_start_c": temp_start,
-        "temp_end_c": temp_end,
+        **window_quality(meter, device_name, short, zero, shared, thr, details, temp_start, temp_end),
     }
 
 

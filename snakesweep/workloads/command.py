@@ -859,7 +859,7 @@ def run_measure(
     """
     from ..energy import UnavailableMeter, net_energy_j, open_meter, open_nvml_gpu
     from ..generation import command_token_metrics
-    from ..measure import settle, throttled, window_flags
+    from ..measure import settle, throttled, window_flags, window_quality
 
     is_cuda = device.startswith("cuda")
     gpu, gpu_reason = (None, None)
@@ -931,16 +931,7 @@ def run_measure(
         "energy_method_detail": energy.detail,
         "sample_interval_s": energy.sample_interval_s,
         "rss_sample_interval_s": settings.sample_interval_s,
-        "device_name": meter.device_name,
-        "driver_version": meter.driver_version,
-        "nvml_version": meter.nvml_version,
-        "flag_short_window": short,
-        "flag_energy_zero": zero,
-        "flag_gpu_shared": shared,
-        "flag_throttled": thr,
-        "flag_detail": "; ".join(details),
-        "temp_start_c": temp_start,
-        "temp_end_c": temp_end,
+        **window_quality(meter, meter.device_name, short, zero, shared, thr, details, temp_start, temp_end),
     }
     # a command that reports its output tokens (`output_tokens: N`) gets tokens/s and J/token
     measured.update(command_token_metrics(own, window_s, energy_j, energy_net))
