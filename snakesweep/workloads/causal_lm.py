@@ -16,7 +16,6 @@ Install with ``pip install -e '.[llm]'``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from snakesweep.generation import GENERATION_KEYS, TEXT_KEYS, GenerationTask
 from snakesweep.params import nest
+from snakesweep.threads import usable_cpus
 
 NAME = "causal_lm"
 ARCHS = ("llama", "mistral", "qwen2")  # configs that share llama's field names
@@ -147,13 +147,6 @@ def _parse(params: dict[str, Any]) -> CausalLMParams:
     return p
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def _device(torch: Any, p: CausalLMParams, device: str) -> Any:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"{NAME}: device must be 'cpu', 'cuda' or 'cuda:N' (resolve 'auto' first), not {device!r}")
@@ -241,7 +234,7 @@ def _prepare(params: dict[str, Any], device: str, batch_size: int) -> tuple[Any,
     p = _parse(params)
     dev = _device(torch, p, device)
     if p.threads is not None:
-        usable = _usable_cpus()
+        usable = usable_cpus()
         if p.threads > usable:
             raise ValueError(
                 f"{NAME} parameter 'threads' is {p.threads}, but this process may use {usable} CPU(s): the "

@@ -26,13 +26,13 @@ torch thread count in effect; ``describe(params)`` gives the static ones without
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snakesweep.measure import CI_KEYS, METRIC_KEYS
+from snakesweep.threads import usable_cpus
 
 NAME = "inference_model"
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -153,13 +153,6 @@ def describe(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def _torch_device(torch: Any, p: InferenceParams, device: str):
     """The device the step gave us, checked against the trial's `device` parameter and torch."""
     if device != "cpu" and not device.startswith("cuda"):
@@ -263,7 +256,7 @@ def inference(
     p = _parse(params)
     dev = _torch_device(torch, p, device)
     if p.threads is not None:
-        usable = _usable_cpus()
+        usable = usable_cpus()
         if p.threads > usable:
             raise ValueError(
                 f"{NAME} parameter 'threads' is {p.threads}, but this process may use {usable} CPU(s): "
