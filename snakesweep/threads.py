@@ -95,3 +95,16 @@ def apply_torch_threads(n: int | None = None) -> None:
     if n is not None and torch is not None and hasattr(torch, "set_num_threads"):
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
+
+
+def set_model_threads(torch: object, n: int, who: str) -> None:
+    """A built-in's `threads` parameter: torch.set_num_threads(n), refused beyond the CPUs this
+    process may use (those threads would measure contention, not the model)."""
+    usable = usable_cpus()
+    if n > usable:
+        raise ValueError(
+            f"{who} parameter 'threads' is {n}, but this process may use {usable} CPU(s): "
+            "the extra threads would measure contention, not the model "
+            f"(fix: threads <= {usable} here, or give the measure job more CPUs)"
+        )
+    torch.set_num_threads(n)  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from snakesweep.generation import GENERATION_KEYS, TEXT_KEYS, GenerationTask
 from snakesweep.params import nest
-from snakesweep.threads import usable_cpus
+from snakesweep.threads import set_model_threads
 
 NAME = "causal_lm"
 ARCHS = ("llama", "mistral", "qwen2")  # configs that share llama's field names
@@ -234,13 +234,7 @@ def _prepare(params: dict[str, Any], device: str, batch_size: int) -> tuple[Any,
     p = _parse(params)
     dev = _device(torch, p, device)
     if p.threads is not None:
-        usable = usable_cpus()
-        if p.threads > usable:
-            raise ValueError(
-                f"{NAME} parameter 'threads' is {p.threads}, but this process may use {usable} CPU(s): the "
-                f"extra threads would measure contention, not the model (fix: threads <= {usable} here)"
-            )
-        torch.set_num_threads(p.threads)
+        set_model_threads(torch, p.threads, NAME)
     _check_bf16(torch, p.dtype, dev)
     n = p.batch_size or batch_size
     model = _build(torch, tf, p).eval()

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snakesweep.measure import CI_KEYS, METRIC_KEYS
-from snakesweep.threads import usable_cpus
+from snakesweep.threads import set_model_threads
 
 NAME = "inference_model"
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -256,14 +256,7 @@ def inference(
     p = _parse(params)
     dev = _torch_device(torch, p, device)
     if p.threads is not None:
-        usable = usable_cpus()
-        if p.threads > usable:
-            raise ValueError(
-                f"{NAME} parameter 'threads' is {p.threads}, but this process may use {usable} CPU(s): "
-                "the extra threads would measure contention, not the model "
-                f"(fix: threads <= {usable} here, or give the measure job more CPUs)"
-            )
-        torch.set_num_threads(p.threads)
+        set_model_threads(torch, p.threads, NAME)
     _probe_dtype(torch, p.dtype, dev, p.model)
     dtype = getattr(torch, p.dtype)
     n = p.batch_size or batch_size
