@@ -47,7 +47,28 @@ def become_subreaper() -> bool:
 
 
 def children(pid: int) -> list[int]:
-    """The live children of `pid` (zombies included), by a scan of /proc (PPID = pid)."""
+    """The live children of `pid` (zombies included): the kernel's per-thread lists
+    (/proc/{pid}/task/*/children, one small read per thread), else a scan of all of /proc
+    (PPID = pid) where the kernel lacks them (CONFIG_PROC_CHILDREN off)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tasks = []
+    out: list[int] = []
+    try:
+        for tid in tasks:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        return out
+    except FileNotFoundError:
+        if tasks and not os.path.exists(f"/proc/{pid}/task/{tasks[0]}/children"):
+            return _children_by_scan(pid)  # no per-thread lists on this kernel
+        return out  # a thread that ended while we read: its children moved to another
+    except (OSError, ValueError):
+        return _children_by_scan(pid)
+
+
+def _children_by_scan(pid: int) -> list[int]:
     out = []
     try:
         names = os.listdir("/proc")
@@ -76,14 +97,16 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _reap_any() -> None:
+def _reap_any() -> bool:
+    """Reap what has exited; whether this process still has children (the kernel's answer:
+    ECHILD means none at all, adopted ones included, with no /proc read)."""
     while True:
         try:
             done, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return False
         if not done:
-            return
+            return True
 
 
 def reap_adopted(grace_s: float = 5.0, deadline_s: float = 30.0, settle_s: float = 0.2) -> list[str]:
@@ -96,14 +119,16 @@ def reap_adopted(grace_s: float = 5.0, deadline_s: float = 30.0, settle_s: float
     found: dict[int, str] = {}
     settle = time.monotonic() + settle_s  # what exits by itself right after the step is no leftover
     while time.monotonic() < settle:
-        _reap_any()
+        if not _reap_any():
+            return []  # no child left at all: the usual end of a step
         if not [p for p in children(me) if not _zombie(p)]:
             break
         time.sleep(0.01)
     start = time.monotonic()
     term_sent: dict[int, float] = {}
     while time.monotonic() - start < deadline_s:
-        _reap_any()
+        if not _reap_any():
+            break
         live = [p for p in children(me) if not _zombie(p)]
         if not live:
             _reap_any()
