@@ -283,7 +283,7 @@ def _peak_rss_mb() -> float:
 def gpu_window_flags(gpu: NvmlGpu | None, pids_seen: Sequence[Sequence[int] | None], viol0: Any, viol1: Any,
                      reasons: Sequence[Any], details: list[str]) -> tuple[bool | None, bool | None]:
     """(shared, throttled) of an in-process window on a GPU, None each without one; the reasons go
-    to `details`. A command's window tells a neighbour apart differently (workloads/command.py)."""
+    to `details`. A command's window tells a neighbour apart differently (workloads/_command_run.py, run_measure)."""
     if gpu is None:
         return None, None
     shared, d = gpu_shared(pids_seen, os.getpid())

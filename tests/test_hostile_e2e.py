@@ -11,8 +11,8 @@ from pathlib import Path
 
 from conftest import sweep_dir
 
-OUR_FRAMES = ("snakesweep/steps.py", "snakesweep/workloads/command.py", "snakesweep/workloads/__init__.py",
-              "snakesweep/supervise.py")
+OUR_FRAMES = ("snakesweep/steps.py", "snakesweep/workloads/command.py", "snakesweep/workloads/_command_argv.py",
+              "snakesweep/workloads/_command_run.py", "snakesweep/workloads/__init__.py", "snakesweep/supervise.py")
 
 MODULE = '''
 def _load(params):
