@@ -116,3 +116,18 @@ def test_config_sets_nested_sweep_keys_with_yaml_types(workdir):
     assert {r["trial"] for r in rows} == {trial_id(workdir.workload(), {"x": 0.5, "seed": s}) for s in (0, 1, 2)}
     assert trial_id(workdir.workload(), {"x": "0.5", "seed": 0}) not in {r["trial"] for r in rows}
     assert not (workdir.path / "results").exists()
+
+
+@pytest.mark.parametrize("form", ["module", "command"])
+def test_a_brace_in_a_workload_file_name_is_refused_by_name(workdir, form):
+    """Snakemake reads braces in any input path as wildcards, even from an input function."""
+    name = "w{x}.py"
+    (workdir.path / name).write_text("")
+    workload = name if form == "module" else {  # in an argv, `{x}` is a placeholder: a source names the file
+        "command": {"train": ["python", "t.py"], "eval": ["python", "t.py"]}, "sources": [name]}
+    (workdir.path / "t.py").write_text("")
+    write(workdir, "cfg.yaml", toy_yaml(workdir, workload=workload))
+    message = bad_run(workdir, "--configfile", "cfg.yaml")
+    key = "sweep.workload" if form == "module" else "sweep.workload.sources"
+    assert message == (f"cfg.yaml: '{key}' names the file 'w{{x}}.py', whose braces Snakemake would read as "
+                       "wildcards (fix: rename it without '{' and '}')")

@@ -102,12 +102,44 @@ def _load_sweep(source):
             )
         check_builtin_steps(cfg, source)
         check_objectives(cfg, source)
+        check_input_names(cfg, workload, source)
     except ConfigError as err:
         # a config mistake is not a bug: one message, no traceback, nothing started
         message = source.blame(str(err))
         print(f"snakesweep: invalid sweep configuration\n{message}", file=sys.stderr)
         sys.exit(1)
     return cfg, trials, workload
+
+
+def check_input_names(cfg, workload, source):
+    """Snakemake reads braces in an input's path as wildcards, even in what an input function
+    returns (it has no escape): a workload file or source with one is refused here, by name.
+    """
+    key = "sweep.workload.sources" if workload.command else "sweep.workload"
+    for step in cfg.sweep.steps:
+        for path in _sources(workload, step, cfg.sweep.directory):
+            if "{" in path or "}" in path:
+                raise ConfigError(
+                    f"{source}: '{key}' names the file {path!r}, whose braces Snakemake would read "
+                    "as wildcards (fix: rename it without '{' and '}')"
+                )
+
+
+_SOURCES = (
+    {}
+)  # (step, sweep dir) -> files: a command's source tree is walked once per step
+
+
+def _sources(workload, step, sweep_dir):
+    if (step, sweep_dir) not in _SOURCES:
+        if workload.command:
+            from snakesweep.workloads.command import source_files
+
+            found = source_files(workload.command, step, exclude=[sweep_dir])
+        else:
+            found = [str(workload.path)] if workload.path else []
+        _SOURCES[step, sweep_dir] = tuple(found)
+    return _SOURCES[step, sweep_dir]
 
 
 def check_builtin_steps(cfg, source):
@@ -245,11 +277,7 @@ def get_sources(step):
     """The files a step runs are inputs: editing one re-runs the steps that use it, only.
     A module workload's file serves every step; a command workload lists its own sources.
     """
-    if WORKLOAD.command:
-        from snakesweep.workloads.command import source_files
-
-        return source_files(WORKLOAD.command, step, exclude=[RESULTS])
-    return [str(WORKLOAD.path)] if WORKLOAD.path else []
+    return list(_sources(WORKLOAD, step, RESULTS))
 
 
 def get_script(rule):
