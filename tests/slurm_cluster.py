@@ -249,11 +249,18 @@ class SlurmCluster:
             self._start_munged()
             self._start_slurmctld()
             self._start_slurmd()
-            self.wait_for(
-                lambda: self.node_state() == "idle",
-                self.start_timeout_s,
-                what=f"node {self.host} idle (last state: {self.node_state()})",
-            )
+            last = {"state": "not read yet"}
+
+            def node_idle() -> bool:
+                for name in ("munged", "slurmctld", "slurmd"):
+                    self._check_alive(name)  # a daemon that died says so now, not at the deadline
+                last["state"] = self.node_state()
+                return last["state"] == "idle"
+
+            try:
+                self.wait_for(node_idle, self.start_timeout_s, what=f"node {self.host} idle")
+            except TimeoutError as e:
+                raise TimeoutError(f"{e} (last state: {last['state']})") from None
         except BaseException as e:
             tail = self.log_tail()
             self.stop()
@@ -492,8 +499,7 @@ class SlurmCluster:
 
     def _start_slurmd(self) -> None:
         self._spawn("slurmd", [shutil.which("slurmd") or "/usr/sbin/slurmd", "-D", "-f", str(self.conf), "-N", self.host])
-        time.sleep(0.5)
-        self._check_alive("slurmd")
+        self._check_alive("slurmd")  # start() keeps checking while it polls for the node to be idle
 
     def _stepd_sessions(self) -> set[int]:
         """Session ids of live slurmstepd processes started by our slurmd (their cwd is our root)."""

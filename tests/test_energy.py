@@ -281,14 +281,28 @@ def test_rapl_permission_denied_is_a_reason_not_a_number(tmp_path):
 # --------------------------------------------------------------------------- sampler thread
 
 
+def _wait_until(predicate, what: str, timeout_s: float = 60.0):
+    """Poll ``predicate`` until it is truthy: a loaded 2-core box may run a thread late, never not at all."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.005)
+
+
 def test_power_sampler_integrates_real_thread_samples():
     s = PowerSampler(lambda: 40.0, 0.01)
     t0 = s.start()
-    time.sleep(0.25)
+    _wait_until(lambda: len(s.samples) >= 11, "the sampler thread to take 10 samples after the start sample")
     samples = s.stop()
     t1 = samples[-1][0]
     assert samples[0][0] == t0
-    assert len(samples) >= 10  # ~25 expected; generous for a loaded 2-core CI box
+    assert len(samples) >= 12  # the start sample, >= 10 from the thread, the stop sample
+    # paced, not spinning: the thread's k-th sample waits until at least k intervals after t0
+    assert len(samples) - 2 <= (t1 - t0) / 0.01 + 1
     ts = [t for t, _ in samples]
     assert ts == sorted(ts)
     assert trapezoid_j(samples, t0, t1) == pytest.approx(40.0 * (t1 - t0))
@@ -305,9 +319,11 @@ def test_power_sampler_reports_read_failure():
 
     s = PowerSampler(flaky, 0.005)
     s.start()
-    time.sleep(0.05)
-    with pytest.raises(RuntimeError, match="sensor went away"):
+    _wait_until(lambda: s.error is not None, "the sampler thread to reach the failing third read")
+    with pytest.raises(RuntimeError, match="sensor went away") as failed:
         s.stop()
+    assert isinstance(failed.value.__cause__, OSError)
+    assert calls["n"] == 3  # the thread stopped at the first failure and stop() read no more
 
 
 # --------------------------------------------------------------------------- NVML
@@ -340,6 +356,7 @@ class FakeNvml:
         self.inits = 0
         self.shutdowns = 0
         self.pids = [os.getpid()]
+        self.power_reads = 0  # nvmlDeviceGetPowerUsage calls: lets a test poll for the sampler's reads
 
     def nvmlInit(self):
         if not self.init_ok:
@@ -372,6 +389,7 @@ class FakeNvml:
         return int(1_000_000 + self.watts * (time.perf_counter() - self.t0) * 1000)
 
     def nvmlDeviceGetPowerUsage(self, h):
+        self.power_reads += 1
         if not self.power:
             raise FakeNVMLError("Not Supported")
         return int(self.watts * 1000)
@@ -401,12 +419,20 @@ def test_nvml_counter_meter_measures_known_power():
     assert gpu.driver_version == "999.1" and gpu.nvml_version == "13.999.1"
     m = open_meter("cuda", gpu=gpu)
     assert isinstance(m, NvmlCounterMeter)
+    a0 = time.perf_counter()
     m.begin()
-    time.sleep(0.5)
+    a1 = time.perf_counter()
+    time.sleep(0.5)  # the workload: a window of at least 0.5 s
+    b0 = time.perf_counter()
     r = m.end()
+    b1 = time.perf_counter()
     assert r.source == "nvml_counter" and r.sample_interval_s is None
-    # counter and clock are read a few statements apart: allow for a preempted thread on a busy box
-    assert r.energy_j == pytest.approx(300.0 * r.window_s, rel=0.1)
+    # begin() and end() each read the counter and the clock a few statements apart, inside a0..a1 and
+    # b0..b1: however long a busy box preempts the thread there, the error is bounded by what was timed
+    assert 0.5 <= b0 - a1 <= r.window_s <= b1 - a0
+    assert 300.0 * (b0 - a1) - 0.001 <= r.energy_j <= 300.0 * (b1 - a0) + 0.001  # +-1 mJ: int counter
+    slack_j = 300.0 * ((a1 - a0) + (b1 - b0)) + 0.002
+    assert r.energy_j == pytest.approx(300.0 * r.window_s, abs=slack_j)
     assert "Fake GPU 80GB" in r.detail and "driver 999.1" in r.detail
     gpu.close()
     gpu.close()
@@ -419,11 +445,14 @@ def test_nvml_sampled_meter_when_counter_unsupported():
     assert gpu.power_api == "nvmlDeviceGetPowerUsage"
     m = open_meter("cuda", 0.02, gpu=gpu)
     assert isinstance(m, NvmlSampledMeter)
+    reads0 = nv.power_reads
     m.begin()
-    time.sleep(0.2)
+    _wait_until(lambda: nv.power_reads >= reads0 + 3, "the start sample and 2 reads by the sampler thread")
     r = m.end()
     assert r.source == "nvml_sampled" and r.sample_interval_s == 0.02
     assert r.n_samples >= 4
+    assert r.n_samples == nv.power_reads - reads0  # every read is a sample: start, thread, stop
+    assert r.n_samples - 2 <= r.window_s / 0.02 + 1  # paced at the interval, not spinning
     assert r.energy_j == pytest.approx(120.0 * r.window_s, rel=1e-9)
     assert "sampled every 0.02 s" in r.detail
 

@@ -106,6 +106,12 @@ def _job_fields(cluster: SlurmCluster, jobid: str) -> dict[str, str]:
     return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
 
 
+def _job_steps(cluster: SlurmCluster, jobid: str) -> list[str]:
+    """The job's running srun steps (`<jobid>.0`, ...; not its batch or extern step), from squeue."""
+    r = cluster.run(["squeue", "--steps", "--noheader", "--format=%i"], 15)
+    return [s for s in r.stdout.split() if s.startswith(f"{jobid}.") and s.split(".", 1)[1].isdigit()]
+
+
 def _assert_matches_local(rows: list[dict[str, str]], local: dict[str, dict[str, str]]) -> None:
     assert [r["trial"] for r in rows] == list(local), "Slurm and local runs planned different trials"
     for r in rows:
@@ -214,7 +220,8 @@ def cluster(tmp_path_factory):
     yield from slurm_cluster_fixture(tmp_path_factory)
 
 
-@pytest.mark.timeout(420)
+# hang guards, not expectations: on a loaded 2-core box run 1 alone took over 170 s
+@pytest.mark.timeout(1500)
 def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path):
     t0 = time.monotonic()
     timings = {}
@@ -228,7 +235,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     slurm_args = ["--profile", "profiles/slurm", "--profile", str(overlay), "--configfile", "sweep.yaml"]
 
     # -- reference: the same sweep run locally
-    local = _snakemake(local_dir, ["--cores", "2", "--configfile", "sweep.yaml"], 150)
+    local = _snakemake(local_dir, ["--cores", "2", "--configfile", "sweep.yaml"], 360)
     assert local.returncode == 0, local.stderr[-3000:]
     local_rows = {r["trial"]: r for r in _read_csv(local_dir / "results/slurm-it/summary.csv")}
     assert len(local_rows) == 2
@@ -237,7 +244,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
 
     # -- run 1: the whole sweep on Slurm
     t1 = time.monotonic()
-    run1 = _snakemake(slurm_dir, slurm_args, 170)
+    run1 = _snakemake(slurm_dir, slurm_args, 420)
     out1 = run1.stdout + run1.stderr
     assert run1.returncode == 0, out1[-4000:] + "\n" + cluster.log_tail()
     timings["slurm_run1"] = time.monotonic() - t1
@@ -278,7 +285,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     comment = "rule_measure"  # the bundle that measures the victim, alone this time
     t2 = time.monotonic()
     proc = subprocess.Popen(
-        bounded([sys.executable, "-m", "snakemake", *slurm_args], 150),
+        bounded([sys.executable, "-m", "snakemake", *slurm_args], 360),
         cwd=slurm_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
     )
@@ -289,9 +296,18 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
             ]
 
         (cancelled,) = cluster.wait_for(running, 90, 0.2, f"a RUNNING Slurm job {comment}")
-        time.sleep(1)  # let the step start inside the job
+
+        def step_started():
+            # the bundle's srun step (the jobstep executor running the measurement) is under way
+            steps = _job_steps(cluster, cancelled)
+            if not steps and cancelled not in running():
+                raise AssertionError(f"Slurm job {cancelled} ended before its srun step was seen: {cluster.jobs()}")
+            return steps
+
+        steps = cluster.wait_for(step_started, 90, 0.2, f"an srun step of Slurm job {cancelled}")
+        print(f"scancel {cancelled} while its step(s) {steps} run", flush=True)
         assert cluster.run(["scancel", cancelled], 15).returncode == 0
-        out2, _ = proc.communicate(timeout=180)
+        out2, _ = proc.communicate(timeout=390)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -311,7 +327,7 @@ def test_sweep_on_slurm_matches_local_run_and_survives_scancel(cluster, tmp_path
     assert (slurm_dir / "results/slurm-it/trials" / victim / "measure.json").exists()
 
     # -- run 3: a plain re-run has nothing left to do
-    run3 = _snakemake(slurm_dir, slurm_args, 60)
+    run3 = _snakemake(slurm_dir, slurm_args, 150)
     assert run3.returncode == 0 and "Nothing to be done" in run3.stdout + run3.stderr, run3.stderr[-2000:]
 
     timings["total"] = time.monotonic() - t0
