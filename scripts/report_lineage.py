@@ -2,6 +2,7 @@
 
 import sys
 
+from snakesweep.errors import one_line_on_disk_errors
 from snakesweep.report.lineage import main
 
-sys.exit(main())
+sys.exit(one_line_on_disk_errors(main))  # a full or read-only disk: one line, status 1

@@ -2,6 +2,7 @@
 
 import sys
 
+from snakesweep.errors import one_line_on_disk_errors
 from snakesweep.report.plots import plots_main
 
-sys.exit(plots_main())
+sys.exit(one_line_on_disk_errors(plots_main))  # a full or read-only disk: one line, status 1

@@ -19,6 +19,9 @@ job block as before.
   SIGTERM once Snakemake is terminating) is one line, ``Interrupted: rule train, jobid 7
   (results/<name>/trials/<trial>/train.json)``, not a RuleException and an error block with its
   log; it counts as interrupted, not failed, in the progress line.
+* Outputs Snakemake finds not writable (its ProtectedOutputException; the workflow flags none
+  protected, so the sweep's file system is read-only or not the user's) are one line naming the
+  file and the fix, as a step says a full or read-only disk (snakesweep.errors.disk_error_line).
 
 The module imports nothing heavy: Snakemake imports every installed logger plugin at start-up.
 """
@@ -66,10 +69,32 @@ JOB_EVENTS = {
 INTERRUPT_RE = re.compile(r"non-zero exit status 130\b|died with <Signals\.SIGINT")
 TERMINATED_RE = re.compile(r"non-zero exit status 143\b|died with <Signals\.SIGTERM")
 TERMINATING = "Terminating processes on user request"
+# the first file of a ProtectedOutputException ("affected files:" then one indented path per line)
+PROTECTED_RE = re.compile(r"affected files:\s*\n\s*(\S[^\n]*)")
 HINT = (
     "snakesweep: progress lines instead of Snakemake's job blocks (those go to .snakemake/log/; "
     "--logger-snakesweep-detail prints them here)"
 )
+
+
+def _refused_write(record: logging.LogRecord) -> str | None:
+    """Snakemake's ProtectedOutputException as one line naming the file and the fix (None: another
+    record). The workflow flags no output protected(), so an existing output that is not writable
+    means the sweep's file system is read-only or the user lacks permission (snakesweep.errors)."""
+    text = record.getMessage() if record.levelno >= logging.ERROR else ""
+    found = PROTECTED_RE.search(text) if text.startswith("ProtectedOutputException") else None
+    if found is None:
+        return None
+    import errno
+    import os
+
+    path = found.group(1).strip()
+    try:
+        code = errno.EROFS if os.statvfs(path).f_flag & os.ST_RDONLY else errno.EACCES
+        from snakesweep.errors import disk_error_line
+    except (OSError, ImportError):
+        return None
+    return disk_error_line(OSError(code, os.strerror(code), path))
 
 
 def _job_id(value):
@@ -177,7 +202,10 @@ class LogHandler(LogHandlerBase):
                 self._progress_after(record)
                 return
             self._track(record)
-            if self.dryrun or self.detail or self._shown_compact(record):
+            refused = None if self.detail else _refused_write(record)
+            if refused:  # the sweep's file system refuses the outputs: one line, as a step says it
+                self._write(refused)
+            elif self.dryrun or self.detail or self._shown_compact(record):
                 was_live = self.live
                 self._clear_live()
                 self.inner.handle(record)

@@ -22,6 +22,8 @@ from pydantic import (
 
 from . import layout
 from .errors import ConfigError  # noqa: F401  (re-exported: the error every caller catches)
+from .params import KeyClash
+from .params import flatten as _flatten
 from .params import non_finite as _non_finite
 from .results import RETRY_ON, STEPS
 
@@ -385,6 +387,16 @@ class Sweep(_Strict):
                 "NaN and infinity cannot be parameter values: they have no JSON form "
                 "(fix: use a finite number, or a string such as 'nan' that your workload parses)"
             )
+        return v
+
+    @field_validator("fixed")
+    @classmethod
+    def _one_spelling(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # at validation, not at expansion: the message then starts with the source and 'sweep.fixed'
+        try:
+            _flatten(v)
+        except KeyClash as clash:
+            raise ValueError(str(clash)) from None
         return v
 
     @field_validator("grid")

@@ -63,8 +63,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> 
             if fsync:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # a failed write or flush names no file: errors.disk_error_line names this one
         raise
 
 

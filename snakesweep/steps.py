@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import debugging, disk_error_line, is_disk_error
 from .params import nest
 from .plan import load_plan, trial_params
 from .results import atomic_write_json, exception_record, read_json, result_record, utc_now
@@ -405,9 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             measure_aggregate(a.trial, a.plan, a.cycles, a.output)
     except Exception as exc:
-        headline = report_failure(exc)
-        exception_record(a.log, a.trial, a.step, exc)
-        print(f"snakesweep: {a.step} {a.trial} FAILED: {type(exc).__name__}: {headline}", flush=True)
+        # the sweep's disk refused a write (full, read-only): the path and the fix, not a traceback
+        disk = is_disk_error(exc) and not debugging()
+        headline = disk_error_line(exc, Path(a.output).parent).removeprefix("snakesweep: ") if disk else (
+            f"{type(exc).__name__}: {report_failure(exc)}")
+        try:
+            exception_record(a.log, a.trial, a.step, exc)
+        except OSError as err:  # no record either: the supervisor says so in one line
+            if not is_disk_error(err):
+                raise
+        print(f"snakesweep: {a.step} {a.trial} FAILED: {headline}", flush=True)
         return 1
     print(f"snakesweep: {a.step} {a.trial} finished {utc_now()}", flush=True)
     return 0

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, disk_error_line  # noqa: F401  (re-exported: the workflow's handlers print it)
 from .layout import find_sweep
 from .report import report_problem_lines, report_targets  # standard library only at import
 from .results import RETRY_ON, read_json_or_none
@@ -250,25 +250,6 @@ def end_of_run_summary(results: str | Path = "results", logs: str | Path = "logs
         return lines
     except Exception as err:  # noqa: BLE001 - the end of a run must not fail on its summary
         return [f"snakesweep: no end-of-run summary ({type(err).__name__}: {err})"]
-
-
-def disk_error_line(err: OSError, results: str | Path = "results") -> str:
-    """One line for a write that failed on the sweep's file system (no space, read-only, no
-    permission): the path, what happened and the fix; no traceback."""
-    import errno
-
-    path = err.filename or Path(results).as_posix()
-    if isinstance(path, str) and Path(path).name.startswith(".") and path.endswith(".tmp"):
-        path = Path(path).parent.as_posix()  # the temp file of an atomic write: name its directory
-    fix = {errno.ENOSPC: "free space on that file system (or set sweep.dir to a directory with room)",
-           errno.EDQUOT: "free space within your quota (or set sweep.dir elsewhere)",
-           errno.EROFS: "the file system is read-only: remount it read-write, or set sweep.dir to a writable "
-                        "directory",
-           errno.EACCES: "make the directory writable for this user, or set sweep.dir elsewhere",
-           errno.EPERM: "make the directory writable for this user, or set sweep.dir elsewhere"}
-    how = fix.get(err.errno, "make it writable, with free space")
-    return (f"snakesweep: cannot write {path}: {err.strerror or err} (fix: {how}; then re-run the same "
-            "command: no result record is lost, the summary and reports are rewritten)")
 
 
 def unfinished(results: str | Path = "results") -> str | None:

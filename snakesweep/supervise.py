@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 # plan, rounds, results, procs and threads import only the standard library: nothing heavy before the fork
+from .errors import one_line_on_disk_errors
 from .plan import load_plan, trial_params
 from .procs import become_subreaper, die_with_parent, parent_pid, reap_adopted
 from .results import (
@@ -287,7 +288,8 @@ def supervise(argv: list[str]) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     marker = attempt_marker_path(log)
     try:
-        return _supervise(args, rest, log, marker)
+        # a full or read-only sweep directory (its marker, log or records): one line, status 1
+        return one_line_on_disk_errors(lambda: _supervise(args, rest, log, marker), log.parent.parent.parent)
     finally:
         marker.unlink(missing_ok=True)  # this attempt ended here: a record or the result says how
 

@@ -244,3 +244,25 @@ def test_the_shipped_default_config_is_valid():
     cfg = load_config_file(REPO / "config" / "config.yaml")
     assert isinstance(cfg, SweepConfig)
     assert cfg.sweep.workload == "digits_mlp"
+
+
+def test_a_fixed_key_clash_names_the_source_and_the_key(tmp_path, monkeypatch):
+    """Two spellings of one fixed parameter are refused at validation, before any job, in the
+    form of every other config error: the source (file or --config entry), 'sweep.fixed', the fix."""
+    from snakesweep.sweepfile import Sources
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rf.yaml").write_text(SWEEP_HEAD + "  grid: {lr: [0.1]}\n  fixed: {a.b: 1, a: {b: 2}}\n")
+    (tmp_path / "ok.yaml").write_text(SWEEP_HEAD + "  grid: {lr: [0.1]}\n  fixed: {a.b: 1}\n")
+
+    def message(files, entries=()):
+        source = Sources(files, list(entries))
+        with pytest.raises(ConfigError) as exc:
+            validate_config(source.load(), source)
+        return source.blame(str(exc.value))
+
+    expected = ("'sweep.fixed': the keys 'a.b' and 'a' -> 'b' both become 'a.b' (fix: rename one of them; "
+                "a dotted key and a nested mapping name the same thing)")
+    assert message(["rf.yaml"]) == f"rf.yaml: {expected}"
+    assert message(["ok.yaml"], ["sweep.fixed={a: {b: 2}}"]) == f"--config sweep.fixed={{a: {{b: 2}}}}: {expected}"
+    assert validate_config(Sources(["ok.yaml"]).load(), "ok.yaml").sweep.fixed == {"a.b": 1}

@@ -2,7 +2,10 @@
 :mod:`snakesweep.report.plots`), the tables main, and the collect rule's main.
 
 Both report mains exit 0 whenever the arguments are valid: an output that cannot be made is
-replaced by a file saying why and recorded in <sweep dir>/report/problems.<rule>.json."""
+replaced by a file saying why and recorded in <sweep dir>/report/problems.<rule>.json. A write the
+file system refuses (full, read-only, no permission) is the exception: no placeholder can be
+written either, so every main here ends with one line naming the path and the fix, and status 1
+(errors.one_line_on_disk_errors; the traceback only with SNAKESWEEP_DEBUG=1)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from snakesweep.errors import one_line_on_disk_errors
 from snakesweep.plan import load_plan
 from snakesweep.results import atomic_write_text
 
@@ -65,7 +69,11 @@ def tables_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--html", help="also write answer.html (without plots; snakesweep.report.plots --html embeds them)")
     ap.add_argument("--problems", help="default: report/problems.report_tables.json in the sweep's directory")
     args = ap.parse_args(argv)
+    return one_line_on_disk_errors(lambda: write_tables(args), results_dir_of(args.best))
 
+
+def write_tables(args: argparse.Namespace) -> int:
+    """The tables main after its arguments are parsed."""
     objective = check_objective(args.objective, args.direction)
     extra = parse_objectives(args.extra)
     outputs = [args.best, args.pareto, args.importance, *([args.html] if args.html else [])]
@@ -101,5 +109,9 @@ def collect_main(argv: list[str] | None = None) -> int:
 
     results = a.results or str(Path(a.plan).parent.parent)  # results/<name>/plan/trials.json -> results/<name>
     logs = a.logs or str(Path(results, "logs"))
-    print(counts_line(collect(a.plan, results, logs, a.summary, a.configs)))
-    return 0
+
+    def write() -> int:
+        print(counts_line(collect(a.plan, results, logs, a.summary, a.configs)))
+        return 0
+
+    return one_line_on_disk_errors(write, results)

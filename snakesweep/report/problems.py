@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakesweep.errors import is_disk_error
 from snakesweep.results import atomic_write_bytes, atomic_write_text, read_json_or_none
 from snakesweep.table import csv_text
 
@@ -85,10 +86,14 @@ def message_png() -> bytes:
 
 
 def guarded(problems: Problems, output: str | Path, make: Callable[[], Any]) -> Any:
-    """Run `make` (which writes `output`); on any error, record it and write a placeholder."""
+    """Run `make` (which writes `output`); on any error, record it and write a placeholder. A write
+    the file system refuses (full, read-only) propagates: no placeholder could be written either,
+    and the rule's main ends in one line for it (errors.one_line_on_disk_errors)."""
     try:
         return make()
     except Exception as err:  # noqa: BLE001 - a report must never fail the sweep
+        if is_disk_error(err):
+            raise
         problems.add(output, error_reason(err))
         try:
             placeholder(output, error_reason(err))
