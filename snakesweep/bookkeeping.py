@@ -1,7 +1,8 @@
 """Snakemake's bookkeeping in .snakemake/, read (and, for the parse-time repairs, edited) here only.
 
 Incomplete markers (file backend: .snakemake/incomplete/<urlsafe-base64 of the output path>,
-mtime = job start; db backend: the ``incomplete`` column of metadata.db), the locks of a running
+mtime = job start; db backend: the ``incomplete`` column of metadata.db), the input checksums of
+the metadata records (.snakemake/metadata/, or metadata.db), the locks of a running
 instance, live Snakemake processes working in a directory (/proc), and its run logs. Standard
 library only; reading never writes (the db is opened immutable).
 """
@@ -9,6 +10,7 @@ library only; reading never writes (the db is opened immutable).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import sqlite3
@@ -113,6 +115,77 @@ def incomplete_markers(snakemake_dir: Path) -> tuple[bool, dict[str, float]]:
     ):
         markers[os.path.normpath(target)] = float(start or 0)
     return found, markers
+
+
+# Snakemake's default --max-checksum-file-size (settings/types.py, DAGSettings): a job records the
+# checksum of each input of at most this many bytes, and a later run does not count such an input
+# as updated when it is newer than the output but has the recorded checksum (dag.py update_needrun)
+MAX_CHECKSUM_FILE_SIZE = 1_000_000
+
+
+def record_path(subject: Path, target: str) -> Path:
+    """The file of `target`'s record in a file-backend directory (metadata/ or incomplete/): the
+    urlsafe-base64 name split into chunks of NAME_MAX - 1, every chunk but the last an '@' folder
+    (persistence/file.py _record_path; :func:`decode_marker` reads it back)."""
+    try:
+        max_len = os.pathconf(subject, "PC_NAME_MAX") if os.name == "posix" else 255
+    except OSError:
+        max_len = 255
+    max_len = max_len or 255
+    enc = base64.urlsafe_b64encode(target.encode()).decode()
+    chunks = [enc[i:i + max_len - 1] for i in range(0, len(enc), max_len - 1)]
+    return Path(subject, *["@" + c for c in chunks[:-1]], chunks[-1])
+
+
+class MetadataRecords:
+    """Snakemake's metadata records (one per output a finished job made), read on demand and
+    cached: the file backend's .snakemake/metadata/<encoded output>, else the db backend's rows of
+    this directory. Only what a record says of its inputs' checksums is used (state.py: whether an
+    input newer than its output is one Snakemake counts as changed)."""
+
+    def __init__(self, snakemake_dir: str | Path):
+        self.dir = Path(snakemake_dir)
+        self._files: dict[str, dict[str, str] | None] = {}
+        self._db: dict[str, str | None] | None = None
+
+    def input_checksums(self, target: str) -> dict[str, str] | None:
+        """{input path (normalized): "algorithm:hexdigest"} that the job which made `target`
+        recorded; None without a record (never run by Snakemake, `--drop-metadata`, a record
+        from before checksums). A record from before the algorithm prefix is sha256, as
+        Snakemake reads it (persistence input_checksums)."""
+        if target not in self._files:
+            raw = self._file_record(target)
+            if raw is None:
+                raw = self._db_record(target)
+            sums = raw.get("input_checksums") if isinstance(raw, dict) else None
+            self._files[target] = {
+                os.path.normpath(k): v if ":" in v else f"sha256:{v}"
+                for k, v in sums.items() if isinstance(k, str) and isinstance(v, str)
+            } if isinstance(sums, dict) else None
+        return self._files[target]
+
+    def _file_record(self, target: str) -> dict | None:
+        meta = self.dir / "metadata"
+        for name in dict.fromkeys([target, os.path.normpath(target)]):
+            try:
+                with open(record_path(meta, name)) as fh:
+                    return json.load(fh)
+            except (OSError, ValueError):  # none, or being written (Snakemake ignores those too)
+                continue
+        return None
+
+    def _db_record(self, target: str) -> dict | None:
+        if self._db is None:  # one query for every row: a preview asks for many targets
+            rows = _db_rows(self.dir, "SELECT target, input_checksums FROM snakemake_metadata "
+                                      "WHERE namespace IN ({ns})")
+            self._db = {os.path.normpath(t): c for t, c in rows if isinstance(t, str)}
+        text = self._db.get(os.path.normpath(target))
+        if not text:
+            return None
+        try:
+            return {"input_checksums": json.loads(text)}
+        except ValueError:
+            return None
 
 
 def snakemake_locks(snakemake_dir: Path) -> list[float]:
@@ -275,6 +348,27 @@ def invocation_mode(argv: list[str]) -> str:
     if any(f in _DRY_RUN or _SHORT_DRY.match(f) for f in flags):
         return "dry-run"
     return "run"
+
+
+def checksum_size_limit(argv: list[str]) -> int:
+    """The --max-checksum-file-size of a Snakemake command line (Snakemake's default without one).
+    Read from the command line because the Snakefile is parsed before Snakemake sets the DAG
+    settings that hold it (api.py DAGApi); a value set only in a profile is not seen here."""
+    value = None
+    for i, arg in enumerate(argv):
+        name, eq, rest = arg.partition("=")
+        if len(name) > len("--max-c") and "--max-checksum-file-size".startswith(name):  # argparse takes prefixes
+            value = rest if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    if value is None:
+        return MAX_CHECKSUM_FILE_SIZE
+    try:
+        try:
+            from humanfriendly import parse_size  # what Snakemake parses it with (cli.py)
+        except ImportError:  # outside Snakemake's environment: a plain number of bytes
+            return int(value)
+        return int(parse_size(value))
+    except Exception:  # noqa: BLE001 - humanfriendly.InvalidSize is no ValueError; Snakemake refuses it anyway
+        return MAX_CHECKSUM_FILE_SIZE
 
 
 def _config_files(argv: list[str]) -> list[str]:

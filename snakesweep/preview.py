@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .bookkeeping import checksum_size_limit
 from .rounds import round_progress, round_trials
 from .state import SERIAL_STEPS, benchmark_seconds, jobs_to_run, read_state
 
@@ -135,6 +136,7 @@ def count_jobs(
     sources: Mapping[str, Iterable[str]] | None = None,
     data_marker: str | None = None,
     root: str | Path = ".",
+    max_checksum_size: int | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """({step: jobs Snakemake will run}, {step: jobs already done}) for the trials and steps
     about to run, from the sweep state (snakesweep/state.py: the same reading as status and
@@ -144,8 +146,9 @@ def count_jobs(
     `plan` is the plan the configuration about to run would write: with it, a settings change
     (measure settings, device, a command) counts the jobs Snakemake re-runs for it; `sources`
     ({step: files}, "prepare" included) and `data_marker` are the rules' inputs, so an edited
-    workload file counts every step it feeds. `jobs_per_trial` ({"measure": cycles}) is used when
-    no `plan` is given.
+    workload file counts every step it feeds, and a touched one whose content Snakemake's
+    checksum shows unchanged counts none (`max_checksum_size`: its --max-checksum-file-size).
+    `jobs_per_trial` ({"measure": cycles}) is used when no `plan` is given.
     """
     results = Path(results)
     cycles = int((jobs_per_trial or {}).get("measure", 0)) or None
@@ -154,6 +157,7 @@ def count_jobs(
         current_plan=dict(plan) if plan is not None else None,
         sources={k: list(v) for k, v in sources.items()} if sources is not None else None,
         data_marker=data_marker, processes=False, benchmarks=False,
+        **({"max_checksum_size": int(max_checksum_size)} if max_checksum_size is not None else {}),
     )
     return jobs_to_run(state)
 
@@ -184,8 +188,13 @@ def show_preview(
         if search is not None:  # halving/optuna: the trials of the rounds chosen so far (module docstring)
             trials = search["trials"]
             plan = {**plan, "trials": round_trials(sweep / "plan", plan["search"])}
+        # the limit this Snakemake checksums inputs under (--max-checksum-file-size); its DAG
+        # settings are set only after the Snakefile is parsed, so the command line tells
+        settings = getattr(workflow, "dag_settings", None)
+        max_size = getattr(settings, "max_checksum_file_size", None) if settings is not None \
+            else checksum_size_limit(sys.argv)
         todo, done = count_jobs(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
-                                data_marker=data_marker, root=root)
+                                data_marker=data_marker, root=root, max_checksum_size=max_size)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
         text = format_preview(len(trials), todo, sweep / "benchmarks", cores, done, search)
         try:

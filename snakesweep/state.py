@@ -10,16 +10,27 @@ stat per trial and step, plus one parse per result file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bookkeeping import entry_mtime, incomplete_markers, latest_run_log, listdir, snakemake_locks, snakemake_processes
+from .bookkeeping import (
+    MAX_CHECKSUM_FILE_SIZE,
+    MetadataRecords,
+    entry_mtime,
+    incomplete_markers,
+    latest_run_log,
+    listdir,
+    snakemake_locks,
+    snakemake_processes,
+)
 from .plan import load_plan
 from .results import CYCLE_FILE, load_result, of_plan, plan_identity, read_json_or_none
 from .results import STEPS as ALL_STEPS
@@ -161,17 +172,67 @@ class SweepState:
         return out
 
 
+def file_digest(path: str | Path, algorithm: str, max_size: int) -> str | None:
+    """"algorithm:hexdigest" of a file as Snakemake computes it for an input (io checksum), or
+    None where Snakemake computes none: missing, a directory or FIFO, larger than `max_size`
+    bytes, or an algorithm hashlib lacks."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or st.st_size > max_size:
+            return None
+        h = hashlib.new(algorithm)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except (OSError, ValueError):
+        return None
+    return f"{h.name}:{h.hexdigest()}"
+
+
+class InputChecksums:
+    """Whether Snakemake counts an input that is newer than its job's output as changed (dag.py
+    update_needrun, is_same_checksum): not when the file is at most `max_size` bytes, every output
+    of the job has a record of the input's checksum (.snakemake/metadata, snakesweep/bookkeeping.py),
+    the records agree, and the file has that checksum now. No record, a larger file or
+    disagreeing records: the mtime decides, as in Snakemake. A `touch` (or a copy, a checkout)
+    that keeps the content therefore re-runs nothing."""
+
+    def __init__(self, root: str | Path, max_size: int = MAX_CHECKSUM_FILE_SIZE):
+        self.root, self.max_size = Path(root), max_size
+        self.records = MetadataRecords(self.root / ".snakemake")
+        self._digests: dict[tuple[str, str], str | None] = {}
+
+    def unchanged(self, path: str, outputs: Iterable[str]) -> bool:
+        """`path` (an input, relative to the root) has the checksum the job of `outputs` recorded."""
+        recorded = set()
+        for out in outputs:
+            sums = self.records.input_checksums(out)
+            recorded.add(sums.get(os.path.normpath(path)) if sums else None)
+        if len(recorded) != 1:
+            return False
+        (want,) = recorded
+        if want is None:
+            return False
+        algorithm = want.partition(":")[0]
+        if (path, algorithm) not in self._digests:
+            self._digests[(path, algorithm)] = file_digest(self.root / path, algorithm, self.max_size)
+        return self._digests[(path, algorithm)] == want
+
+
 def _stale_reason(
     cell: StepState,
     upstream: list[StepState],
     sources: Mapping[str, list[tuple[str, float]]],
     data: tuple[str, float] | None,
     changed: Mapping[str, str],
+    unchanged: Callable[[str], bool] = lambda _path: False,
 ) -> str | None:
     """Why Snakemake will redo a step whose valid result exists (None: it will not).
 
-    Mirrors Snakemake's triggers that files can show: an input newer than the output (an
-    earlier step's result, the data marker, a workload source file), and a params change
+    Mirrors Snakemake's triggers that files can show: an input newer than the output whose
+    content Snakemake sees changed (`unchanged`: :class:`InputChecksums` for this cell's job):
+    an earlier step's result, the data marker (`data`: the first step's input; an infinite
+    mtime when the data will be prepared again), a workload source file; and a params change
     (the step's settings differ between the plan on disk and the configuration about to run).
     """
     if cell.step in changed:
@@ -180,14 +241,25 @@ def _stale_reason(
     for up in upstream:
         if (cell.step, up.step) in ANCIENT_EDGES:
             continue
-        if up.mtime is not None and up.mtime > mt:
+        if up.mtime is not None and up.mtime > mt and not (up.result and unchanged(up.result)):
             return f"{up.step}.json is newer than this result"
     for path, m in sources.get(cell.step, ()):
-        if m > mt:
+        if m > mt and not unchanged(path):
             return f"{path} changed after this result"
-    if data is not None and data[1] > mt:
+    if data is not None and data[1] == float("inf"):
+        return f"the data ({data[0]}) will be prepared again"
+    if data is not None and data[1] > mt and not unchanged(data[0]):
         return f"the data ({data[0]}) was prepared again after this result"
     return None
+
+
+def step_outputs(results: str, trial: str, step: str, jobs: int) -> list[str]:
+    """The outputs of a step's Snakemake jobs, as the rules name them (common.smk result_path;
+    measure.smk measure_cycle with `measure.cycles` > 1): whose metadata records hold the
+    checksums of the step's inputs."""
+    if jobs > 1:
+        return [os.path.join(results, "trials", trial, "cycles", f"{step}.{c}.json") for c in range(jobs)]
+    return [os.path.join(results, "trials", trial, f"{step}.json")]
 
 
 def step_settings(plan: Mapping[str, Any] | None, step: str) -> str:
@@ -265,6 +337,7 @@ def read_state(
     cycles: int | None = None,
     recent_s: float = 120.0,
     now: float | None = None,
+    max_checksum_size: int = MAX_CHECKSUM_FILE_SIZE,
     processes: bool = True,
     benchmarks: bool = True,
     keep_records: bool = False,
@@ -276,7 +349,9 @@ def read_state(
     `cycles` overrides the plan's `measure.cycles`.
     `current_plan` (the plan the configuration about to run would write) and `sources`
     ({step: files}, "prepare" included) let stale results be told; without them the plan's own
-    workload file is used. `keep_records` keeps every parsed result in the cells (collect).
+    workload file is used. An input newer than a result makes it stale only when Snakemake
+    would see its content changed (:class:`InputChecksums`; `max_checksum_size`: Snakemake's
+    --max-checksum-file-size). `keep_records` keeps every parsed result in the cells (collect).
     """
     root = Path(root)
     now = time.time() if now is None else now
@@ -327,7 +402,9 @@ def read_state(
         except OSError:
             data = None
     changed = changed_settings(plan, current_plan, steps)
-    if "prepare" in changed and data is not None:
+    checksums = InputChecksums(root, max_checksum_size)
+    if data is not None and ("prepare" in changed or any(
+            m > data[1] and not checksums.unchanged(path, [data[0]]) for path, m in src_mtimes.get("prepare", ()))):
         data = (data[0], float("inf"))  # the data will be prepared again: every step re-runs
 
     log_idx = {s: _by_trial(listdir(root / logs / s)) for s in steps}
@@ -400,7 +477,10 @@ def read_state(
             elif not markers_found and stale_lock and log_recent:
                 cell.state = "running"  # no markers to go by: log activity under a foreign lock
             if cell.state == "done":
-                why = _stale_reason(cell, [row[s] for s in row if row[s].result], src_mtimes, data, changed)
+                outputs = step_outputs(results, trial, step, cell.jobs)
+                why = _stale_reason(cell, [row[s] for s in row if row[s].result], src_mtimes,
+                                    data if step == steps[0] or (data and data[1] == float("inf")) else None, changed,
+                                    lambda path, outs=outputs: checksums.unchanged(path, outs))
                 if why:
                     cell.state, cell.reason = "stale", why
                 elif cell.mtime is not None:

@@ -1,10 +1,11 @@
 """Builders of sweep directories for the state, status, preview and collect tests: result
-records exactly as snakesweep/results.py writes them, Snakemake's incomplete markers exactly as
-its file persistence writes them, and a plan."""
+records exactly as snakesweep/results.py writes them, Snakemake's incomplete markers and
+metadata records exactly as its file persistence writes them, and a plan."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
@@ -44,6 +45,17 @@ def marker(root: Path, output: str) -> Path:
     p = root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(output.encode()).decode()
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps({"external_jobid": None}))
+    return p
+
+
+def metadata(root: Path, output: str, inputs: dict[str, Path]) -> Path:
+    """Snakemake's file-backend metadata record of `output`, with the checksums of `inputs`
+    ({path as the rule names it: file}) as its finished job records them (sha256, "algo:hex")."""
+    sums = {k: "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest() for k, f in inputs.items()}
+    p = root / ".snakemake" / "metadata" / base64.urlsafe_b64encode(output.encode()).decode()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"rule": "r", "input": sorted(inputs), "record_format_version": 6,
+                             "incomplete": False, "input_checksums": sums}))
     return p
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from snakesweep.preview import benchmark_means, format_preview, human_duration, show_preview
 from snakesweep.preview import count_jobs as jobs_to_run
-from state_helpers import write_result
+from state_helpers import metadata, touch, write_result
 
 
 def _bench(root: Path, step: str, trial: str, *secs: float) -> None:
@@ -55,9 +56,11 @@ def test_human_duration():
 
 
 class _Workflow:
-    def __init__(self, main: bool, cores: int = 2):
+    def __init__(self, main: bool, cores: int = 2, max_checksum_file_size: int | None = None):
         self.is_main_process = main
         self.resource_settings = type("R", (), {"cores": cores})()
+        if max_checksum_file_size is not None:  # Snakemake sets its DAG settings after parsing
+            self.dag_settings = type("D", (), {"max_checksum_file_size": max_checksum_file_size})()
 
 
 def test_show_preview_only_in_the_main_process(tmp_path, capsys):
@@ -84,3 +87,19 @@ def test_measure_cycles_multiply_measure_jobs(tmp_path):
     (results / "trials/t1/train.json").unlink()
     todo, _ = jobs_to_run(["t1", "t2", "t3"], ["train", "measure"], results, {"measure": 3}, root=tmp_path)
     assert todo == {"train": 3, "measure": 9}
+
+
+def test_a_touched_source_with_its_recorded_checksum_counts_no_job(tmp_path):
+    """Snakemake 9 compares a newer input's checksum with its job's record (issue 17)."""
+    results = "results"  # as the rules name it, relative to the root: the records' keys
+    src = touch(tmp_path / "lib.py", "# lib", age_s=60)
+    write_result(tmp_path, "t1", "train", age_s=30)
+    metadata(tmp_path, "results/trials/t1/train.json", {"lib.py": src})
+    os.utime(src)  # touched: newer than the result, the same content
+    kw = {"sources": {"train": ["lib.py"]}, "root": tmp_path}
+    assert jobs_to_run(["t1"], ["train"], results, **kw)[0] == {"train": 0}
+    # above the checksum size limit the mtime decides: the preview takes Snakemake's limit
+    assert jobs_to_run(["t1"], ["train"], results, max_checksum_size=2, **kw)[0] == {"train": 1}
+    text = show_preview(_Workflow(main=True, max_checksum_file_size=2), ["t1"], ["train"], results, **kw)
+    assert "train 1 (1 in all)" in text
+    assert "train 0 (0 in all" in show_preview(_Workflow(main=True), ["t1"], ["train"], results, **kw)
