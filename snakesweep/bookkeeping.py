@@ -250,28 +250,32 @@ def _log_start(name: str) -> float | None:
         return None
 
 
-def _ran_jobs(path: str) -> bool:
+def _ran_jobs(path: str, sweep_dir: str | None = None) -> bool:
     """Whether a Snakemake run log is of a run that executed jobs: not a dry run, nor
-    `--report`, `--unlock`, `--lint`, ... (which write logs too)."""
+    `--report`, `--unlock`, `--lint`, ... (which write logs too); with `sweep_dir`, jobs of that
+    sweep (its directory in their paths): another sweep of the checkout has runs of its own."""
     try:
         with open(path, errors="replace") as fh:
             text = fh.read()
     except OSError:
         return False
+    if sweep_dir is not None and f"{os.path.normpath(sweep_dir)}/" not in text:
+        return False
     return bool(_JOB_LINE.search(text)) and "This was a dry-run" not in text
 
 
-def latest_run_log(snakemake_dir: Path, sweep_only: bool = True) -> tuple[float, float] | None:
+def latest_run_log(snakemake_dir: Path, sweep_only: bool = True,
+                   sweep_dir: str | None = None) -> tuple[float, float] | None:
     """(start, last write) of the newest .snakemake/log/<start>.snakemake.log; with
     `sweep_only`, of the newest one that ran jobs (so a later `snakemake --report` or dry run
-    does not pass for the sweep run)."""
+    does not pass for the sweep run), of the sweep in `sweep_dir` when given."""
     logs = []
     for name, entry in listdir(Path(snakemake_dir) / "log").items():
         start = _log_start(name)
         if start is not None:
             logs.append((start, entry))
     for start, entry in sorted(logs, key=lambda x: x[0], reverse=True):
-        if not sweep_only or _ran_jobs(entry.path):
+        if not sweep_only or _ran_jobs(entry.path, sweep_dir):
             return start, entry_mtime(entry) or start
     return None
 

@@ -497,7 +497,7 @@ def read_state(
     return SweepState(
         root=root, results=results, logs=logs, plan=dict(plan) if plan else None, steps=steps,
         trials=trial_ids, cells=cells, markers_found=markers_found, markers=markers, locks=locks,
-        pids=pids or [], active=active, stale_lock=stale_lock, run_log=latest_run_log(smk),
+        pids=pids or [], active=active, stale_lock=stale_lock, run_log=latest_run_log(smk, sweep_dir=results),
         durations=durations, ends=ends,
     )
 

@@ -421,6 +421,8 @@ def test_status_right_after_ctrl_c_counts_interrupted_and_elapsed_from_the_sweep
     workdir.snakemake("--unlock", "--configfile", str(cfg), check=True)
     assert B.latest_run_log(smk, sweep_only=False)[0] > sweep_run[0], "the dry run wrote no later log"
     assert B.latest_run_log(smk)[0] == sweep_run[0]
+    assert B.latest_run_log(smk, sweep_dir="results/toy")[0] == sweep_run[0]
+    assert B.latest_run_log(smk, sweep_dir="results/other") is None  # another sweep never ran here
     st2 = sweep_status(workdir.path, results="results/toy")
     assert st2["started_at"] == started
 

@@ -103,6 +103,17 @@ def test_two_sweeps_of_different_methods_stay_apart_and_a_rerun_redoes_nothing(w
     assert snapshot(workdir, "sw-halving") == h_files  # the optuna sweep never touched halving's
     assert "best configuration" in second.stderr and "epochs" not in second.stderr.split("best configuration")[-1]
 
+    # a third sweep of the checkout that never ran: no elapsed time borrowed from the others' runs
+    never = sweep_config(workdir, "sw-never", HALVING)
+    path = workdir.write_config(never, "sw-never.yaml")
+    st = subprocess.run([sys.executable, "-m", "snakesweep.status", str(path), "--format", "json"],
+                        cwd=workdir.path, capture_output=True, text=True, timeout=120)
+    assert st.returncode == 0, st.stderr
+    assert json.loads(st.stdout)["elapsed_s"] is None
+    st = subprocess.run([sys.executable, "-m", "snakesweep.status", "results/sw-optuna", "--format", "json"],
+                        cwd=workdir.path, capture_output=True, text=True, timeout=120)
+    assert json.loads(st.stdout)["elapsed_s"] is not None, st.stderr
+
     # the first sweep again: nothing to do, nothing rewritten
     again = run(workdir, halving)
     assert again.returncode == 0, again.stderr[-3000:]
