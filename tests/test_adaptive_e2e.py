@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -178,19 +179,48 @@ def kill_when(workdir: Workdir, cfg: dict, ready, what: str) -> None:
     workdir.snakemake("--unlock", "--configfile", str(path), check=True)
 
 
+def held_pids(marks) -> list[int]:
+    """The step processes tests/workloads/toy.py holds (TOY_HOLD): each left `<trial>.<pid>.held`."""
+    return [json.loads(p.read_text())["pid"] for p in marks.glob("*.held")]
+
+
+def wait_gone(pids: list[int], what: str, deadline_s: float = 120.0) -> None:
+    """Poll until none of `pids` is alive (a zombie, dead but not reaped yet, counts as gone)."""
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    end = time.monotonic() + deadline_s
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < end, f"{what}: still alive after {deadline_s:g} s: {[p for p in pids if alive(p)]}"
+        time.sleep(0.05)
+
+
+def hold_continued(monkeypatch, marks) -> None:
+    """Every continued train step leaves its mark, then waits for a release the test never writes
+    (tests/workloads/toy.py): the kill lands while it is held, however slow the machine."""
+    monkeypatch.setenv("TOY_MARK_DIR", str(marks))
+    monkeypatch.setenv("TOY_HOLD", "continued")
+
+
 def test_kill_minus_nine_mid_rung_then_resume_equals_an_uninterrupted_run(workdir, tmp_path, monkeypatch):
     grid = {"x": [-1.0, 0.0, 0.5, 0.8, 2.5, 3.0, 3.5, 1.6, 4.0]}
     marks = tmp_path / "marks"
     marks.mkdir()
-    monkeypatch.setenv("TOY_MARK_DIR", str(marks))
-    cfg = adaptive_config(workdir, HALVING, grid=grid, fixed={"resume_sleep_s": 1.0})
-    # killed while a continued trial of rung 1 trains (it left its mark, then sleeps)
-    kill_when(workdir, cfg, lambda: any(marks.glob("*.continuing")), "a continued trial started")
+    hold_continued(monkeypatch, marks)
+    cfg = adaptive_config(workdir, HALVING, grid=grid)
+    # killed while a continued trial of rung 1 trains (it left its mark, then is held)
+    kill_when(workdir, cfg, lambda: any(marks.glob("*.held")), "a continued trial started")
     started = {p.name.removesuffix(".continuing") for p in marks.glob("*.continuing")}
+    assert started
     assert not any((workdir.sweep() / "trials" / t / "train.json").exists() for t in started)
+    wait_gone(held_pids(marks), "the held steps of the killed run")  # they died with it
+    monkeypatch.delenv("TOY_HOLD")  # the resumed and the reference runs go straight through
     run(workdir, cfg)
     other = Workdir(copy_workflow(tmp_path / "uninterrupted"))
-    run(other, adaptive_config(other, HALVING, grid=grid, fixed={"resume_sleep_s": 1.0}))
+    run(other, adaptive_config(other, HALVING, grid=grid))
     assert outcome(workdir) == outcome(other)
     assert check_chain(workdir) == 4
 
@@ -248,11 +278,13 @@ def lineage_of(workdir: Workdir) -> list[dict]:
 def test_pbt_exploits_the_top_member_and_its_lineage_is_in_the_result_files(workdir, tmp_path, monkeypatch):
     marks = tmp_path / "marks"
     marks.mkdir()
-    monkeypatch.setenv("TOY_MARK_DIR", str(marks))
+    hold_continued(monkeypatch, marks)
     space = {"x": {"uniform": [-3.0, 5.0]}}
-    cfg = adaptive_config(workdir, PBT, space=space, fixed={"resume_sleep_s": 0.5}, seeds=(0, 1))
-    # killed while generation 1 trains from generation 0's checkpoints, then resumed
-    kill_when(workdir, cfg, lambda: any(marks.glob("*.continuing")), "a continued trial started")
+    cfg = adaptive_config(workdir, PBT, space=space, seeds=(0, 1))
+    # killed while generation 1 trains from generation 0's checkpoints (held), then resumed
+    kill_when(workdir, cfg, lambda: any(marks.glob("*.held")), "a continued trial started")
+    wait_gone(held_pids(marks), "the held steps of the killed run")
+    monkeypatch.delenv("TOY_HOLD")
     run(workdir, cfg)
     docs = rounds_of(workdir)
     assert [len(d["lineage"]) for d in docs] == [4, 4, 4]
@@ -276,7 +308,7 @@ def test_pbt_exploits_the_top_member_and_its_lineage_is_in_the_result_files(work
                 assert train["resumed_from"]["trial"] == parent and train["params"]["epochs"] == 2 * (g + 1)
                 assert train["metrics"]["epochs_run"] == 2 and train["params"]["x"] == e["params"]["x"]
     other = Workdir(copy_workflow(tmp_path / "uninterrupted"))
-    run(other, adaptive_config(other, PBT, space=space, fixed={"resume_sleep_s": 0.5}, seeds=(0, 1)))
+    run(other, adaptive_config(other, PBT, space=space, seeds=(0, 1)))
     assert outcome(workdir) == outcome(other) and lineage_of(workdir) == lineage_of(other)
     # the report's lineage table: every member per generation, as the round files say, scored
     # by its own trials' mean (what the next generation's selection saw)

@@ -407,17 +407,20 @@ def test_python_is_the_interpreter_running_the_workflow_even_when_not_on_path(cw
 def test_a_background_grandchild_holding_the_output_does_not_hold_the_step(cwd):
     s = script(cwd / "bg.py", """\
         import subprocess, sys
-        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         open("bg.pid", "w").write(str(p.pid))
         print("acc: 1")
     """)
-    t0 = time.monotonic()
+    log = Log()
     try:
-        m = train(wl(command={"train": ["python", s]}, metrics="stdout"), {"seed": 0}, cwd)
+        m = train(wl(command={"train": ["python", s]}, metrics="stdout"), {"seed": 0}, cwd, log=log)
+        # the step returned while the grandchild still runs (and holds the pipe): it did not wait
+        # for it; a step that did would hang here for the grandchild's 300 s (pytest's timeout)
+        assert _alive(int((cwd / "bg.pid").read_text()))
     finally:
         os.kill(int((cwd / "bg.pid").read_text()), signal.SIGKILL)
     assert m == {"acc": 1}
-    assert time.monotonic() - t0 < 15
+    assert any("a process it started still holds its output; not waiting for it" in line for line in log), log
 
 
 STEP_DRIVER = """\
@@ -437,6 +440,15 @@ def _wait_for(path: Path, timeout: float = 20) -> int:
             return int(path.read_text())
         time.sleep(0.05)
     raise AssertionError(f"{path} never appeared")
+
+
+def _alive(pid: int) -> bool:
+    """Running now: neither gone nor a zombie (dead, not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _gone(pid: int, timeout: float = 10) -> bool:
@@ -484,14 +496,45 @@ MEASURED = """\
     blob = bytearray(60 * 2**20)                       # 60 MB in this process...
     for i in range(0, len(blob), 4096):
         blob[i] = 1
-    child = subprocess.Popen([sys.executable, "-c",
-        "import time; b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.6)"])
+    child = subprocess.Popen([sys.executable, "child.py"])
     child.wait()                                        # ...and 50 MB in a child at the same time
     json.dump({"latency_ms_p50": 1.5, "window_s": 123.0}, open(sys.argv[1] + "/metrics.json", "w"))
 """
+CHILD = """\
+    import time
+    from pathlib import Path
+    b = bytearray(50 * 2**20)
+    b[::4096] = b"x" * len(b[::4096])
+    time.sleep(0.6)
+    Path("ready").touch()
+    end = time.monotonic() + 120  # held until a read of the sampler has seen it (the `sampled` fixture)
+    while not Path("release").exists():
+        assert time.monotonic() < end, "the sampler never read the tree while this process was alive"
+        time.sleep(0.01)
+"""
 
 
-def test_measuring_a_command_records_its_tree_window_memory_and_energy_honestly(cwd):
+@pytest.fixture
+def sampled(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The real TreeSampler, told on: after a read that began once `ready` existed in `cwd` and gave
+    a sample, it writes `release` there. A command that touches `ready` once it is in the state
+    to be measured and then waits for `release` is read in that state, however loaded the machine."""
+    read = cw.TreeSampler.sample
+
+    def sample(self: cw.TreeSampler, pid: int) -> None:
+        ready = (cwd / "ready").exists()  # before the read: the read sees what `ready` announced
+        before = self.samples
+        read(self, pid)
+        if ready and self.samples > before:
+            (cwd / "release").touch()
+
+    monkeypatch.setattr(cw.TreeSampler, "sample", sample)
+    return cwd
+
+
+def test_measuring_a_command_records_its_tree_window_memory_and_energy_honestly(sampled):
+    cwd = sampled
+    script(cwd / "child.py", CHILD)
     s = script(cwd / "infer.py", MEASURED)
     w = wl(command={"train": ["t"], "measure": ["python", s, "{out_dir}"]})
     settings = MeasureSettings(min_window_s=0, cooldown_s=0.2, sample_interval_s=0.05)
@@ -522,13 +565,23 @@ def test_measuring_a_command_records_its_tree_window_memory_and_energy_honestly(
     json.dumps(m, allow_nan=False)  # the record is writable as it is
 
 
-def test_measure_needs_no_metrics_but_a_failing_command_fails_it(cwd):
-    # alive long enough to be sampled (a command that exits before the first sample has no peak: None)
-    ok = script(cwd / "ok.py", "import time\ntime.sleep(0.3)\nprint('done')\n")
-    settings = MeasureSettings(min_window_s=5)
+def test_measure_needs_no_metrics_but_a_failing_command_fails_it(sampled):
+    cwd = sampled
+    # alive until sampled (a command that exits before the first sample has no peak: None)
+    ok = script(cwd / "ok.py", """\
+        import time
+        from pathlib import Path
+        Path("ready").touch()
+        end = time.monotonic() + 120
+        while not Path("release").exists():
+            assert time.monotonic() < end, "the sampler never read this process"
+            time.sleep(0.01)
+        print('done')
+    """)
+    settings = MeasureSettings(min_window_s=120)  # far above the window, however slow the machine
     kw = dict(out_dir=Path("m"), train_dir=None, data_dir=Path("d"), trial="t1", device="cpu", settings=settings, log=Log())
     m = cw.run_measure(wl(command={"measure": ["python", ok]}), {"seed": 0}, **kw)
-    assert m["flag_short_window"] is True and "< min_window_s 5" in m["flag_detail"]
+    assert m["flag_short_window"] is True and "< min_window_s 120" in m["flag_detail"]
     assert m["peak_mem_mb"] > 0
     bad = script(cwd / "bad.py", "raise SystemExit(3)\n")
     with pytest.raises(cw.CommandFailed, match="bad.py exited with status 3"):

@@ -569,26 +569,48 @@ def _supervisor_of(workdir, trial: str) -> int | None:
     return None
 
 
+def _held(marks: Path) -> set[int]:
+    """The pids of the train steps tests/workloads/toy.py holds (TOY_HOLD): `<trial>.<pid>.held`."""
+    return {json.loads(p.read_text())["pid"] for p in marks.glob("*.held")}
+
+
+def _gone(pid: int) -> bool:
+    """Not alive: no such process, or a zombie (dead, not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 @pytest.mark.e2e
-def test_a_retried_attempt_whose_supervisor_was_killed_says_so_in_the_log(workdir):
+def test_a_retried_attempt_whose_supervisor_was_killed_says_so_in_the_log(workdir, tmp_path, monkeypatch):
     import signal
 
     from snakesweep import layout
 
+    # every train step holds until the test releases it (tests/workloads/toy.py): attempt 1 is
+    # certainly mid-run when its supervisor is killed, and attempt 2 ends when the test says
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("TOY_MARK_DIR", str(marks))
+    monkeypatch.setenv("TOY_HOLD", "train")
     sweep = toy_config(workdir, {"x": [0.0]}, sweep={"seeds": [0], "steps": ["train"]},
                        report={"objective": {"metric": "train_loss", "direction": "min"}})
-    sweep["sweep"]["fixed"] = {"sleep_s": 2.0}
     sweep["failures"] = {"retries": {"train": 1}}
     cfg = workdir.write_config(sweep)
     results = workdir.path / layout.sweep_dir("toy")
     proc = workdir.popen("--cores", "1", "--configfile", str(cfg))
     try:
-        [log] = _wait_for(lambda: _started_logs(results), "the training to start")
+        [first] = _wait_for(lambda: _held(marks), "attempt 1 of the training to be held")
+        [log] = _started_logs(results)
         trial = log.stem
         marker = log.with_name(f"{trial}.attempt.json")
         assert marker.exists()  # the attempt is on record while it runs
         pid = _wait_for(lambda: _supervisor_of(workdir, trial), "the supervisor's pid", timeout=30)
         os.kill(pid, signal.SIGKILL)  # the supervisor itself: nothing of it can write a record
+        _wait_for(lambda: _gone(first), "attempt 1's step to die with its supervisor")
+        [second] = _wait_for(lambda: _held(marks) - {first}, "attempt 2 of the training to be held")
+        (marks / f"{second}.release").write_text("")
         out, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:

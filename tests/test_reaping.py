@@ -73,24 +73,32 @@ def kill_all(pids: list[int]) -> None:
             pass
 
 
-def test_detached_helpers_die_at_the_timeout_and_after_a_successful_step(workdir):
-    (workdir.path / "spawner.py").write_text(SPAWNER)
-    cfg = {
+def spawner_sweep(name: str, mode: str, timeout_s: float) -> dict:
+    return {
         "sweep": {
-            "name": "reap", "steps": ["train"],
+            "name": name, "steps": ["train"],
             "workload": {"command": {"train": ["python", "spawner.py", "--mode", "{mode}", "--out", "{out_dir}"]}},
-            "experiments": [{"mode": "ok"}, {"mode": "sleep"}],
+            "experiments": [{"mode": mode}],
         },
         "device": "cpu",
-        "timeout_s": {"train": 6},
+        "timeout_s": {"train": timeout_s},
         "failures": {"retry_on": []},
     }
-    workdir.write_config(cfg)
-    res = Path(workdir.path, sweep_dir(cfg))
-    proc = workdir.snakemake("--cores", "2", "--configfile", "sweep.yaml", "--keep-going", timeout=240)
+
+
+def test_detached_helpers_die_at_the_timeout_and_after_a_successful_step(workdir):
+    (workdir.path / "spawner.py").write_text(SPAWNER)
+    # one run each, so that the step that must finish never races the timeout under test: "ok"
+    # (three interpreters) gets a timeout that is only a hang guard; "sleep" runs alone, its
+    # timeout long enough to start its helpers and write their pids on a loaded machine
+    sweeps = {"ok": spawner_sweep("reap", "ok", 300), "sleep": spawner_sweep("reap-timeout", "sleep", 10)}
+    procs = {}
+    for mode, cfg in sweeps.items():
+        workdir.write_config(cfg)
+        procs[mode] = workdir.snakemake("--cores", "2", "--configfile", "sweep.yaml", "--keep-going", timeout=240)
     helpers = {}
     try:
-        for mode in ("ok", "sleep"):
+        for mode, proc in procs.items():
             f = workdir.path / f"helpers.{mode}.json"
             assert f.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
             helpers[mode] = json.loads(f.read_text())
@@ -100,18 +108,24 @@ def test_detached_helpers_die_at_the_timeout_and_after_a_successful_step(workdir
         assert wait_gone(helpers["ok"] + helpers["sleep"], 5.0) == []
     finally:
         kill_all([p for ps in helpers.values() for p in ps])
-    plan = json.loads((res / "plan" / "trials.json").read_text())
-    by_mode = {t["params"]["mode"]: t["trial"] for t in plan["trials"]}
+    res = {mode: Path(workdir.path, sweep_dir(cfg)) for mode, cfg in sweeps.items()}
+    by_mode = {}
+    for mode in sweeps:
+        [t] = json.loads((res[mode] / "plan" / "trials.json").read_text())["trials"]
+        assert t["params"]["mode"] == mode
+        by_mode[mode] = t["trial"]
+    assert procs["ok"].returncode == 0, procs["ok"].stderr[-3000:]
+    assert procs["sleep"].returncode != 0
 
-    ok = json.loads((res / "trials" / by_mode["ok"] / "train.json").read_text())
+    ok = json.loads((res["ok"] / "trials" / by_mode["ok"] / "train.json").read_text())
     assert ok["status"] == "ok"
     assert ok["leftover_processes"]["count"] == 2, ok.get("leftover_processes")
     assert all("time.sleep(300)" in c for c in ok["leftover_processes"]["killed"])
-    assert "left 2 process(es) running, killed" in (res / "logs" / "train" / f"{by_mode['ok']}.log").read_text()
+    assert "left 2 process(es) running, killed" in (res["ok"] / "logs" / "train" / f"{by_mode['ok']}.log").read_text()
 
     slept = by_mode["sleep"]
-    assert not (res / "trials" / slept / "train.json").exists()
-    err = json.loads((res / "logs" / "train" / f"{slept}.error.json").read_text())
+    assert not (res["sleep"] / "trials" / slept / "train.json").exists()
+    err = json.loads((res["sleep"] / "logs" / "train" / f"{slept}.error.json").read_text())
     assert err["type"] == "Timeout"
     assert "with 2 detached process(es) it had started" in err["message"]
 

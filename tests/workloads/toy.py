@@ -8,6 +8,11 @@ Continuation (halving/hyperband/pbt hand a promoted trial `resume_dir`): the mod
 epochs trained so far, and train reports `epochs_run` (the increment) and `epochs_from`;
   resume_sleep_s: seconds a continued train step sleeps (after leaving `<trial>.continuing` in
   TOY_MARK_DIR, when set), so a test can kill -9 mid-rung
+Holding, so that a test acts while a step is certainly mid-run instead of racing a sleep on a
+loaded machine: with TOY_MARK_DIR set and TOY_HOLD=train (every train step, first thing) or
+TOY_HOLD=continued (a continued train step, right after its `.continuing` mark), the step leaves
+`<trial>.<pid>.held` (JSON: trial, pid) in TOY_MARK_DIR and waits until `<pid>.release` appears
+there; after TOY_HOLD_S seconds (default 600) without one it fails instead of going on.
 """
 
 import json
@@ -48,11 +53,31 @@ def _report_modules(step):
         Path(out, f"{step}.{os.getpid()}.json").write_text(json.dumps(sorted(sys.modules)))
 
 
+def _hold(kind, out_dir):
+    """With TOY_HOLD=kind (see the module docstring): say so, then wait for the test's release."""
+    mark = os.environ.get("TOY_MARK_DIR")
+    if os.environ.get("TOY_HOLD") != kind or not mark:
+        return
+    pid, trial = os.getpid(), Path(out_dir).name
+    tmp = Path(mark, f".{trial}.{pid}.tmp")
+    tmp.write_text(json.dumps({"trial": trial, "pid": pid}))
+    os.replace(tmp, Path(mark, f"{trial}.{pid}.held"))  # whole, or not there: the test reads it
+    release = Path(mark, f"{pid}.release")
+    limit = float(os.environ.get("TOY_HOLD_S", "600"))
+    deadline = time.monotonic() + limit
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"toy: held {limit:g} s (TOY_HOLD={kind}) and {release} never appeared; "
+                               "the test that sets TOY_HOLD writes it to let the step go on")
+        time.sleep(0.02)
+
+
 def prepare(data_dir):
     (Path(data_dir) / "data.json").write_text(json.dumps({"offset": 0.5}))
 
 
 def train(params, out_dir, *, data_dir, device, resume_dir=None):
+    _hold("train", out_dir)
     time.sleep(float(params.get("sleep_s", 0)))
     _maybe_fail(params)
     done = 0
@@ -61,6 +86,7 @@ def train(params, out_dir, *, data_dir, device, resume_dir=None):
         mark = os.environ.get("TOY_MARK_DIR")
         if mark:
             Path(mark, f"{Path(out_dir).name}.continuing").write_text(str(resume_dir))
+        _hold("continued", out_dir)
         time.sleep(float(params.get("resume_sleep_s", 0)))
     offset = json.loads((Path(data_dir) / "data.json").read_text())["offset"]
     x = float(params.get("x", 0))
