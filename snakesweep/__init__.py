@@ -9,7 +9,7 @@ circle (function-level imports count too; only `if TYPE_CHECKING:` imports are e
     state, reconcile | steps, supervise | plan | search | hyperband, pbt | grid | space |
     workloads (the package) | config | generation | measure | results, rounds, bookkeeping,
     table, params, errors, stats, energy, measure_lock, layout, procs, sweepfile, markdown,
-    threads, profile
+    threads, profile, argv
 
 Each on-disk format has one owner in the bottom layer: results (result and error records),
 rounds (search round files), bookkeeping (Snakemake's .snakemake/), table (the CSV cells of

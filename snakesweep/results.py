@@ -70,13 +70,13 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> 
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, *, fsync: bool = True) -> None:
     """Atomic, umask-respecting text write (UTF-8); see :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, *, fsync: bool = True) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n", fsync=fsync)
 
 
 def read_json(path: str | Path) -> Any:

@@ -8,13 +8,13 @@ on the next run.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .argv import parse
 from .errors import debugging, disk_error_line, is_disk_error
 from .params import nest
 from .plan import load_plan, trial_params
@@ -382,17 +382,11 @@ def report_failure(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m snakesweep.steps")
-    ap.add_argument("step", choices=["prepare_data", "train", "eval", "measure", "measure_aggregate"])
-    ap.add_argument("--trial", default="-")
-    ap.add_argument("--plan", required=True)
-    ap.add_argument("--log", required=True)
-    ap.add_argument("--data")
-    ap.add_argument("--train")
-    ap.add_argument("--cycle", type=int)
-    ap.add_argument("--cycles", nargs="*", default=[])
-    ap.add_argument("--output", required=True)
-    a = ap.parse_args(argv)
+    a, _ = parse("python -m snakesweep.steps", sys.argv[1:] if argv is None else argv,
+                 {"trial": str, "plan": str, "log": str, "data": str, "train": str, "cycle": int, "cycles": "list",
+                  "output": str},
+                 required=("plan", "log", "output"), defaults={"trial": "-", "cycles": []}, positional="step",
+                 choices=("prepare_data", "train", "eval", "measure", "measure_aggregate"))
     print(f"snakesweep: {a.step} {a.trial} started {utc_now()}", flush=True)
     try:
         if a.step == "prepare_data":

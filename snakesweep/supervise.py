@@ -13,15 +13,16 @@ it watched a separate `python -m snakesweep.steps`: timeout, signals, exit statu
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 # plan, rounds, results, procs and threads import only the standard library: nothing heavy before the fork
+from .argv import parse
 from .errors import one_line_on_disk_errors
 from .plan import load_plan, trial_params
 from .procs import become_subreaper, die_with_parent, parent_pid, reap_adopted
@@ -48,15 +49,11 @@ TIMEOUT_KEY = {"prepare_data": "train", "measure_aggregate": "measure"}
 TRIAL_STEPS = ("train", "eval", "measure")
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m snakesweep.supervise")
-    parser.add_argument("step")
-    parser.add_argument("--trial", required=True)
-    parser.add_argument("--plan", required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output")  # also the step's: passed on to it (see _supervise)
-    return parser.parse_known_args(argv)
+def _parse(argv: list[str]) -> tuple[SimpleNamespace, list[str]]:
+    # --output is also the step's: passed on to it (see _supervise); the rest is the step's own
+    return parse("python -m snakesweep.supervise", argv,
+                 {"trial": str, "plan": str, "log": str, "threads": int, "output": str},
+                 required=("trial", "plan", "log"), defaults={"threads": 1}, positional="step", keep_unknown=True)
 
 
 def _timeout_for(plan: dict, step: str) -> float:
@@ -294,7 +291,7 @@ def supervise(argv: list[str]) -> int:
         marker.unlink(missing_ok=True)  # this attempt ended here: a record or the result says how
 
 
-def _supervise(args: argparse.Namespace, rest: list[str], log: Path, marker: Path) -> int:
+def _supervise(args: SimpleNamespace, rest: list[str], log: Path, marker: Path) -> int:
     logs = log.parent.parent
     record = dict(trial=args.trial, step=args.step)
     plan = load_plan(args.plan)
@@ -348,7 +345,9 @@ def _supervise(args: argparse.Namespace, rest: list[str], log: Path, marker: Pat
                   f"timeout {timeout:g} s\n{_describe(before)}", file=out)
     from .results import atomic_write_json
 
-    atomic_write_json(marker, {"attempt": attempt, "pid": os.getpid(), "started": time.time(), "threads": threads})
+    # not fsynced: an advisory marker (what a host crash leaves is a re-run of the step anyway)
+    atomic_write_json(marker, {"attempt": attempt, "pid": os.getpid(), "started": time.time(), "threads": threads},
+                      fsync=False)
     # every descendant, however it detached (its own session, a double fork), is re-parented
     # to this process when its parent dies: killed and reaped when the step ends (_leftovers)
     become_subreaper()
@@ -431,7 +430,7 @@ def _note_leftovers(output: Path, killed: list[str]) -> None:
         atomic_write_json(output, result)
 
 
-def _threads(plan: dict, args: argparse.Namespace) -> tuple[int, str | None]:
+def _threads(plan: dict, args: SimpleNamespace) -> tuple[int, str | None]:
     """The step's threads (the trial's `threads` parameter, else the job's), checked against what
     the job may use (snakesweep/threads.py); steps without a trial's workload get the job's."""
     if args.step not in TRIAL_STEPS:

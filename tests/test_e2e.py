@@ -33,7 +33,7 @@ def _statuses(rows):
 # What a step's process must not import (issue 11: a sweep of short trials pays every import
 # in every job; measured per job: pydantic ~200 ms with the config models, hashlib ~6 ms (OpenSSL),
 # socket/platform/uuid ~8 ms; a measurement needs dataclasses (~10 ms, energy) and tempfile (the lock))
-NOT_IN_A_STEP = {"pydantic", "yaml", "pandas", "numpy", "torch", "snakemake", "hashlib", "socket", "platform", "uuid"}
+NOT_IN_A_STEP = {"pydantic", "yaml", "pandas", "numpy", "torch", "snakemake", "hashlib", "socket", "platform", "uuid", "argparse"}
 NOT_IN_TRAIN_OR_EVAL = NOT_IN_A_STEP | {"dataclasses", "tempfile"}
 
 

@@ -57,6 +57,7 @@ LAYERS: list[tuple[str, ...]] = [
         "markdown",
         "threads",
         "profile",
+        "argv",
         "__init__",
     ),
 ]
