@@ -14,7 +14,7 @@ from snakesweep.table import param_cell
 
 from .lineage import LINEAGE_FIELDS, best_member, best_schedule, lineage_rows, space_params, trial_values
 from .search_views import halving_ladder, search_progress
-from .tables import CI_NOTE, Reports, ranked_configs, swept_params
+from .tables import CI_NOTE, Reports, config_view, ranked_configs, swept_params
 from .values import config_params, level_key, to_float
 
 # Efficiency columns answer.html shows when measured (first the ones present).
@@ -108,8 +108,9 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
     swept = swept_params(configs, names) or config_params(names)
     fixed = [k for k in config_params(names) if k not in swept]
     word = "higher" if direction == "max" else "lower"
-    crow = configs.to_dict("records")
     eff = [m for m in EFFICIENCY_METRICS if m != metric and f"{m}_mean" in configs.columns]
+    configs = config_view(configs, names, [metric, *eff])  # the columns shown, of maybe 80,000
+    crow = configs.to_dict("records")
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep answer</title><style>{_CSS}</style></head><body>"]
     out.append(f"<h1>Which configuration is best by <code>{_h(metric)}</code> ({word} is better)?</h1>")
     cls = "problem" if best.get("problem") else "sig" if best.get("significant") else "nosig"
@@ -200,11 +201,12 @@ def render_answer_html(rep: Reports, plots: Mapping[str, str | Path] | None = No
         out.append(f"<p class='muted'>Left out of the front because no configuration has a value: "
                    f"{_h(', '.join(rep.dropped))} (not measured in this sweep; see summary.csv).</p>")
 
-    ranked = ranked_configs(configs, metric, direction).to_dict("records")
-    missing = len(crow) - len(ranked)
+    ranked_all = ranked_configs(configs, metric, direction)
+    ranked = ranked_all.iloc[:max_configs].to_dict("records")
+    missing = len(crow) - len(ranked_all)
     if ranked:
         out.append(f"<h2>All configurations by {_h(metric)}"
-                   + (f" (top {max_configs} of {len(ranked)})" if len(ranked) > max_configs else "") + "</h2>")
+                   + (f" (top {max_configs} of {len(ranked_all)})" if len(ranked_all) > max_configs else "") + "</h2>")
         out.append("<table>" + head(["ok / planned", "failed", "mean", "95% CI", *(f"{m} mean" for m in eff)]))
         best_id = (best.get("best") or {}).get("config_id")
         notes = _Notes()

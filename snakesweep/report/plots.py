@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from snakesweep.stats import MIN_N_FOR_CI
 from snakesweep.table import param_cell
 
 from .cli import add_inputs, add_objectives, fail_all, load_reports
-from .html import render_answer_html
+from .html import EFFICIENCY_METRICS, render_answer_html
 from .problems import Problems, error_reason, guarded, problems_path, results_dir_of
 from .search_views import halving_ladder, search_plot_name, search_progress
-from .tables import Reports, swept_params
+from .tables import Reports, config_records, config_view, swept_params
 from .values import check_objective, config_params, is_number, level_key, parse_objectives, sorted_levels, to_float
 
 MAX_PANELS = 24
@@ -157,7 +158,7 @@ def _positions(levels: list[Any]) -> tuple[dict[str, float], bool]:
 
 def plot_objective_vs_params(plt, rep: Reports, path) -> None:
     metric, direction = rep.objective
-    configs = rep.configs.to_dict("records")
+    configs = config_records(rep.configs, rep.param_names, [metric])
     col = f"{metric}_mean"
     usable = [c for c in configs if to_float(c.get(col)) is not None]
     swept = swept_params(rep.configs, rep.param_names)
@@ -242,7 +243,7 @@ def plot_heatmap(plt, rep: Reports, path) -> None:
     import numpy as np
 
     metric, direction = rep.objective
-    configs = rep.configs.to_dict("records")
+    configs = config_records(rep.configs, rep.param_names, [metric])
     swept = swept_params(rep.configs, rep.param_names)
     ranked = [r for r in rep.importance["parameter"] if r in swept] if not rep.importance.empty else []
     ranked += [p for p in swept if p not in ranked]
@@ -301,7 +302,7 @@ def plot_pareto(plt, rep: Reports, path) -> None:
         save_message(plt, path, "Pareto front", why)
         return
     (m0, d0), (m1, d1) = objectives[0], objectives[1]
-    configs = rep.configs.to_dict("records")
+    configs = config_records(rep.configs, rep.param_names, [m0, m1])
     pts = [c for c in configs if to_float(c.get(f"{m0}_mean")) is not None and to_float(c.get(f"{m1}_mean")) is not None]
     if not pts:
         save_message(plt, path, "Pareto front", no_objective_message(rep) or f"no configuration has both {m0} and {m1} yet")
@@ -409,7 +410,7 @@ def plot_training_curves(plt, rep: Reports, plan: dict | None, trials_dir, path)
         from matplotlib.colors import Normalize
 
         by_key = {tuple(level_key(c.get(k)) for k in keys): to_float(c.get(f"{metric}_mean"))
-                  for c in rep.configs.to_dict("records")}
+                  for c in config_records(rep.configs, rep.param_names, [metric])}
         vals = [v for v in by_key.values() if v is not None]
         norm = Normalize(min(vals), max(vals)) if vals else Normalize(0, 1)
         cmap = plt.get_cmap("viridis" if direction == "max" else "viridis_r")
@@ -586,6 +587,10 @@ def plots_main(argv: list[str] | None = None) -> int:
     problems = Problems("report_plots", Path(args.problems or problems_path(results_dir_of(args.out_objective), "report_plots")))
     try:
         plan, rep = load_reports(args, objective, extra)
+        # the figures and answer.html read the objectives' and the efficiency columns only: a
+        # 20,000-metric sweep's other 80,000 statistic columns stay out of every view
+        shown = [objective[0], *(m for m, _ in rep.objectives), *EFFICIENCY_METRICS]
+        rep = replace(rep, configs=config_view(rep.configs, rep.param_names, shown))
         if args.out_search:  # named after what it is, for answer.html's caption
             outs[search_plot_name((rep.search or {}).get("method")) or "search"] = outs.pop("search")
         plt = _plt()

@@ -24,9 +24,10 @@ from .frame import (
     FAILED_STATUSES,
     as_frame,
     metric_columns,
+    metric_matrix,
     metric_values,
     metrics_with_values,
-    numeric_metrics,
+    numeric_block,
     object_column,
     param_names_from,
     summary_frame,
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 COUNT_COLUMNS = ("n_seeds", "n_ok", "n_failed", "n_pending")
 CI_NOTE = "ci_note"
+# the most metrics a note (ci_note, a verdict) names one by one; more are counted, not listed
+NOTE_METRICS = 50
 # summary.csv columns that are kept per configuration as they are, never averaged: a workload's
 # exact facts (param_count, ...) and the number of measurement cycles per trial. The value is the
 # one every ok trial of the configuration agrees on (empty where they disagree).
@@ -95,10 +98,7 @@ def config_table(
       >= 0), and ``ci_note`` says which metric was clipped. Clipping removes only impossible
       values, so the interval covers no less than the t interval did.
     """
-    import numpy as np
     import pandas as pd
-
-    from snakesweep.stats import t_half_width
 
     df = summary_frame(summary, param_names, plan)
     keys = config_params(param_names)
@@ -124,68 +124,120 @@ def config_table(
     kept = [c for c in all_metrics if c in KEPT_COLUMNS]
     for c in kept:  # facts and the cycle count: the configuration's one value, never a mean
         out[c] = object_column(_common_per_config(ok, c, ids))
-    with_cycles = cycle_metrics(all_metrics)
-    ok_first = ok.drop_duplicates("config_id").set_index("config_id")
-    small: dict[str, list[tuple[str, int]]] = {}
-    clipped: dict[str, list[tuple[str, tuple]]] = {}
-    over_cycles: dict[str, list[str]] = {}
-    stat_cols: dict[str, Any] = {}  # joined to `out` once: a column inserted per metric fragments the frame
-    for m in numeric_metrics(df, [c for c in all_metrics if c not in stats_cols and c not in kept]):
-        vals = metric_values(ok[m])
-        g = vals.groupby(ok["config_id"], sort=False)
-        n = g.count().reindex(ids).fillna(0).to_numpy()
-        mean = g.mean().reindex(ids).to_numpy(dtype=float)
-        std = g.std(ddof=1).reindex(ids).to_numpy(dtype=float)
-        half = t_half_width(np.nan_to_num(std), n, confidence)
-        usable = n >= MIN_N_FOR_CI
-        lo = np.where(usable, mean - half, np.nan)
-        hi = np.where(usable, mean + half, np.nan)
-        std = np.where(n >= 2, std, np.nan)
-        one_seed = np.zeros(len(ids), dtype=bool)
-        if m in with_cycles:
-            # one ok seed measured over several cycles: the interval is the trial's own, over its
-            # cycles (measurement noise only), computed by aggregate_cycles with the same rules
-            c_lo, c_hi, c_std = (_trial_stat(ok_first, f"{m}_{sfx}", ids) for sfx in ("ci_low", "ci_high", "std"))
-            one_seed = (n == 1) & ~np.isnan(c_std)
-            lo = np.where(one_seed, c_lo, lo)
-            hi = np.where(one_seed, c_hi, hi)
-            std = np.where(one_seed, c_std, std)
-        low, high = known_range(m, vals.dropna().tolist())
-        with np.errstate(invalid="ignore"):
-            cut = np.zeros(len(ids), dtype=bool)
-            if low is not None:
-                cut |= lo < low
-                lo = np.where(lo < low, low, lo)
-            if high is not None:
-                cut |= hi > high
-                hi = np.where(hi > high, high, hi)
-        stat_cols[f"{m}_mean"], stat_cols[f"{m}_std"] = mean, std
-        stat_cols[f"{m}_ci_low"], stat_cols[f"{m}_ci_high"] = lo, hi
-        for cid, k, c, cyc, has in zip(ids, n, cut, one_seed, ~np.isnan(lo)):
-            if cyc:
-                over_cycles.setdefault(cid, []).append(m)
-                if not has:
-                    small.setdefault(cid, []).append((m, 1))
-            elif 0 < k < MIN_N_FOR_CI:
-                small.setdefault(cid, []).append((m, int(k)))
-            if c:
-                clipped.setdefault(cid, []).append((m, (low, high)))
-    if stat_cols:
-        out = pd.concat([out, pd.DataFrame(stat_cols, index=out.index)], axis=1)
+    metrics, values = numeric_block(df, [c for c in all_metrics if c not in stats_cols and c not in kept])
+    stats = _metric_stats(ok, metrics, values, ids, confidence, cycle_metrics(all_metrics))
+    if stats is not None:  # one float block joined once: a column inserted per metric fragments the frame
+        out = pd.concat([out, stats.frame], axis=1)
     cycles_of = dict(zip(ids, _common_per_config(ok, "cycles", ids))) if "cycles" in ok.columns else {}
-    out[CI_NOTE] = [_ci_note(small.get(cid, []), clipped.get(cid, []), over_cycles.get(cid, []), cycles_of.get(cid))
-                    for cid in ids]
+    notes = stats.notes if stats is not None else {}
+    out[CI_NOTE] = [_ci_note(*notes.get(cid, ([], [], [])), cycles_of.get(cid)) for cid in ids]
     fixed = {"config_id", *keys, *COUNT_COLUMNS}
-    empty = [c for c in out.columns if c not in fixed and out[c].map(lambda v: py_value(v) in (None, "")).all()]
+    listed = {*kept, CI_NOTE}  # the stat columns were dropped when empty by _metric_stats
+    empty = [c for c in out.columns if c in listed and c not in fixed
+             and out[c].map(lambda v: py_value(v) in (None, "")).all()]
     return out.drop(columns=empty)
 
 
-def _trial_stat(ok_first: pd.DataFrame, column: str, ids: Sequence[str]) -> np.ndarray:
-    """``column`` of each configuration's first ok trial (NaN for a configuration without one)."""
+@dataclass
+class _Stats:
+    """:func:`_metric_stats`: the non-empty stat columns, and per configuration the metrics its
+    ci_note names (small n, clipped, over cycles)."""
+
+    frame: pd.DataFrame
+    notes: dict[str, tuple[list[tuple[str, int]], list[tuple[str, tuple]], list[str]]]
+
+
+def _metric_stats(ok: pd.DataFrame, metrics: Sequence[str], values: np.ndarray, ids: pd.Series,
+                  confidence: float, with_cycles: set[str]) -> _Stats | None:
+    """Mean, std and the interval of every metric per configuration, from one groupby over the
+    ok trials' float matrix ``values`` (ok rows x metrics: :func:`numeric_block`); the rules of
+    :func:`config_table`. None without metrics."""
+    import numpy as np
+    import pandas as pd
+
+    from snakesweep.stats import t_half_width
+
+    if not metrics:
+        return None
+    frame = pd.DataFrame(values, index=ok.index)
+    g = frame.groupby(ok["config_id"], sort=False)
+    n = g.count().reindex(ids).fillna(0).to_numpy()
+    mean = np.full(n.shape, np.nan)
+    # pandas sums a block without a missing value plainly (sorted groups) and one with a missing
+    # value with compensation: grouped in blocks that agree on it, each column's mean is the one
+    # its own column gets (configs.csv byte for byte as one groupby per metric wrote it)
+    missing = np.isnan(values).any(axis=0)
+    for cols in (np.flatnonzero(missing), np.flatnonzero(~missing)):
+        if cols.size:
+            part = frame.iloc[:, cols].groupby(ok["config_id"], sort=False).mean()
+            mean[:, cols] = part.reindex(ids).to_numpy(dtype=float)
+    std = g.std(ddof=1).reindex(ids).to_numpy(dtype=float)
+    half = t_half_width(np.nan_to_num(std), n, confidence)
+    usable = n >= MIN_N_FOR_CI
+    lo = np.where(usable, mean - half, np.nan)
+    hi = np.where(usable, mean + half, np.nan)
+    std = np.where(n >= 2, std, np.nan)
+    one_seed = np.zeros(mean.shape, dtype=bool)
+    cyc = [j for j, m in enumerate(metrics) if m in with_cycles]
+    if cyc:
+        # one ok seed measured over several cycles: the interval is the trial's own, over its
+        # cycles (measurement noise only), computed by aggregate_cycles with the same rules
+        ok_first = ok.drop_duplicates("config_id").set_index("config_id")
+        c_lo, c_hi, c_std = (_trial_stats(ok_first, [f"{metrics[j]}_{sfx}" for j in cyc], ids)
+                             for sfx in ("ci_low", "ci_high", "std"))
+        one = (n[:, cyc] == 1) & ~np.isnan(c_std)
+        one_seed[:, cyc] = one
+        lo[:, cyc] = np.where(one, c_lo, lo[:, cyc])
+        hi[:, cyc] = np.where(one, c_hi, hi[:, cyc])
+        std[:, cyc] = np.where(one, c_std, std[:, cyc])
+    ranges = _known_ranges(metrics, values)
+    low = np.array([np.nan if r[0] is None else r[0] for r in ranges])
+    high = np.array([np.nan if r[1] is None else r[1] for r in ranges])
+    with np.errstate(invalid="ignore"):  # NaN for "no bound": every comparison with it is False
+        cut = (lo < low) | (hi > high)
+        lo = np.where(lo < low, low, lo)
+        hi = np.where(hi > high, high, hi)
+    notes: dict[str, tuple[list, list, list]] = {}
+    id_list = list(ids)
+
+    def note(i: int) -> tuple[list, list, list]:
+        return notes.setdefault(id_list[i], ([], [], []))
+
+    small = (one_seed & np.isnan(lo)) | (~one_seed & (n > 0) & (n < MIN_N_FOR_CI))
+    for i, j in zip(*np.nonzero(one_seed)):
+        note(i)[2].append(metrics[j])
+    for i, j in zip(*np.nonzero(small)):
+        note(i)[0].append((metrics[j], 1 if one_seed[i, j] else int(n[i, j])))
+    for i, j in zip(*np.nonzero(cut)):
+        note(i)[1].append((metrics[j], ranges[j]))
+    block = np.stack([mean, std, lo, hi], axis=2).reshape(len(ids), 4 * len(metrics))
+    names = [f"{m}_{sfx}" for m in metrics for sfx in STAT_SUFFIXES]
+    full = ~np.isnan(block).all(axis=0)  # a column empty in every row is left out
+    frame = pd.DataFrame(block[:, full], columns=[c for c, f in zip(names, full) if f], index=range(len(ids)))
+    return _Stats(frame, notes)
+
+
+def _known_ranges(metrics: Sequence[str], values: np.ndarray) -> list[tuple[float | None, float | None]]:
+    """:func:`known_range` of each metric over its observed values (only their extremes decide)."""
     import numpy as np
 
-    col = metric_values(ok_first[column]) if not ok_first.empty else None
-    return np.array([col.get(cid, np.nan) if col is not None else np.nan for cid in ids], dtype=float)
+    have = ~np.isnan(values)
+    some = have.any(axis=0)
+    with np.errstate(invalid="ignore"):
+        lows = np.where(have, values, np.inf).min(axis=0, initial=np.inf)
+        highs = np.where(have, values, -np.inf).max(axis=0, initial=-np.inf)
+    return [known_range(m, [lows[j], highs[j]] if some[j] else []) for j, m in enumerate(metrics)]
+
+
+def _trial_stats(ok_first: pd.DataFrame, columns: Sequence[str], ids: pd.Series) -> np.ndarray:
+    """``columns`` of each configuration's first ok trial (configs x columns; NaN for a
+    configuration without one or a column it lacks)."""
+    import numpy as np
+    import pandas as pd
+
+    have = [c for c in columns if c in ok_first.columns]
+    frame = pd.DataFrame(metric_matrix(ok_first, have).values, index=ok_first.index, columns=have)
+    return frame.reindex(index=list(ids), columns=list(columns)).to_numpy(dtype=float, na_value=np.nan)
 
 
 def _common_per_config(ok: pd.DataFrame, column: str, ids: Sequence[str]) -> list[Any]:
@@ -203,23 +255,35 @@ def _common_per_config(ok: pd.DataFrame, column: str, ids: Sequence[str]) -> lis
     return [first[cid] if len(seen.get(cid, ())) == 1 else None for cid in ids]
 
 
+def _listed(items: Sequence[str], where: str) -> str:
+    """``items`` joined, at most :data:`NOTE_METRICS` of them, then how many more and ``where``
+    they all are: a note naming 20,000 metrics in every row of configs.csv (and answer.html)
+    says nothing."""
+    shown = ", ".join(items[:NOTE_METRICS])
+    more = len(items) - NOTE_METRICS
+    return shown + (f" and {more} more ({where})" if more > 0 else "")
+
+
 def _ci_note(small: list[tuple[str, int]], clipped: list[tuple[str, tuple]], over_cycles: Sequence[str] = (),
              cycles: Any = None) -> str:
     parts = []
     if over_cycles:
         n = f"{int(to_float(cycles))} " if to_float(cycles) is not None else ""
         parts.append(f"one ok seed: intervals over its {n}measurement cycles (measurement noise only) for "
-                     + ", ".join(over_cycles))
+                     + _listed(list(over_cycles), "the columns of configs.csv"))
     if small:
         ns = {k for _, k in small}
         if len(ns) == 1:
             parts.append(f"n too small for an interval ({ns.pop()} ok value(s); need >= {MIN_N_FOR_CI})")
         else:
-            listed = ", ".join(f"{m} (n={k})" for m, k in small)
+            listed = _listed([f"{m} (n={k})" for m, k in small], "the columns of configs.csv")
             parts.append(f"n too small for an interval: {listed}; need >= {MIN_N_FOR_CI}")
-    for m, (low, high) in clipped:
+    for m, (low, high) in clipped[:NOTE_METRICS]:
         rng = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
         parts.append(f"{m} interval clipped to its known range {rng}")
+    if len(clipped) > NOTE_METRICS:
+        parts.append(f"{len(clipped) - NOTE_METRICS} more metric interval(s) clipped to their known range "
+                     "(the columns of configs.csv)")
     return "; ".join(parts)
 
 
@@ -254,6 +318,22 @@ def write_configs(summary: pd.DataFrame, param_names: list[str], path: str | Pat
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
+
+
+def config_view(configs: pd.DataFrame, param_names: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """configs.csv with only the statistics of ``metrics`` (every other column kept): what a view
+    reads. A copy, a sort or rows as dicts of every column cost seconds per call on a
+    20,000-metric sweep (80,000 statistic columns)."""
+    wanted = {f"{m}_{sfx}" for m in metrics for sfx in STAT_SUFFIXES}
+    params = set(param_names)
+    stat_like = tuple(f"_{sfx}" for sfx in STAT_SUFFIXES)
+    keep = [i for i, c in enumerate(configs.columns) if c in wanted or c in params or not str(c).endswith(stat_like)]
+    return configs.iloc[:, keep]  # by position: 80,000 names looked up again would cost more than the view
+
+
+def config_records(configs: pd.DataFrame, param_names: Sequence[str], metrics: Sequence[str]) -> list[dict]:
+    """:func:`config_view` as one dict per configuration."""
+    return config_view(configs, param_names, metrics).to_dict("records")
 
 
 def ranked_configs(configs: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
@@ -354,11 +434,11 @@ def best_report(
             out["available_metrics"] = have
             out["problem"] = out["verdict"] = (
                 f"no trial produced the objective {metric} ({len(ok)} trial(s) finished ok); "
-                f"metrics with values: {', '.join(have) or 'none'} "
+                f"metrics with values: {_listed(have, 'best.json available_metrics lists them all') or 'none'} "
                 "(fix: set report.objective.metric to one of them)"
             )
         return out
-    rows = ranked.to_dict("records")
+    rows = config_records(ranked.iloc[:2], param_names, [metric])
     best = describe(rows[0])
     out["best"] = best
     if len(rows) == 1:

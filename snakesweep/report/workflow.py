@@ -204,8 +204,9 @@ def collect(plan_path: str | Path, results: str | Path, logs: str | Path, summar
     """The collect rule's files: summary.csv (:func:`snakesweep.collect.collect_summary`) and
     configs.csv aggregated from it (:func:`write_configs`); returns the summary rows (typed).
     The rule's script and the workflow's ``onerror`` handler both call this."""
-    from snakesweep.collect import collect_summary  # lazy: via grid, pydantic, which the end-of-run summary never needs
+    # lazy: via grid, pydantic, which the end-of-run summary never needs
+    from snakesweep.collect import collect_summary, summary_rows
 
     table, names = collect_summary(plan_path, results, logs, summary, root)
     write_configs(table, names, configs)
-    return table.to_dict("records")
+    return summary_rows(table)

@@ -114,6 +114,39 @@ def test_config_table_10k_rows_is_fast():
     assert len(out) == 1000 and out["n_seeds"].sum() == 10_000
 
 
+def test_means_are_those_of_one_groupby_per_metric_whatever_the_other_metrics_miss():
+    """configs.csv byte for byte as before issue 17: the means come from one groupby over all
+    metrics, yet each is the float a groupby of its own column gives (pandas sums a block
+    without a missing value differently from one with; these values tell the two apart)."""
+    import pandas as pd
+
+    y = [0.9984644378653198, 0.97081496113785, 0.9725765677339064, 1.0]
+    rows = [{"trial": f"t{i}", "status": "ok", "p": "a", "seed": i, "y": v, "gap": None if i == 0 else 2.0 * i}
+            for i, v in enumerate(y)]
+    rows += [{"trial": "u", "status": "ok", "p": "b", "seed": 0, "y": 0.5, "gap": 1.0}]
+    out = report.config_table(pd.DataFrame(rows), ["p", "seed"]).set_index("p")
+    ids = pd.Series([r["p"] for r in rows])
+    for m in ("y", "gap"):
+        alone = pd.Series([r[m] for r in rows], dtype=float).groupby(ids, sort=False).mean()
+        assert [out.loc[k, f"{m}_mean"] for k in ("a", "b")] == list(alone)  # equal, not approximately
+
+
+def test_a_note_names_at_most_NOTE_METRICS_metrics_and_counts_the_rest():
+    import pandas as pd
+
+    from snakesweep.report.tables import NOTE_METRICS
+
+    n = NOTE_METRICS + 7
+    rows = [{"trial": f"t{s}", "status": "ok", "p": "a", "seed": s, **{f"acc_{j}": 0.95 + 0.02 * s for j in range(n)},
+             **{f"m{j}": float(s) for j in range(n) if s < 2}} for s in range(3)]
+    note = report.config_table(pd.DataFrame(rows), ["p", "seed"]).loc[0, "ci_note"]
+    clipped = [f"acc_{j} interval clipped to its known range [0, 1]" for j in range(NOTE_METRICS)]
+    assert note.endswith("; ".join(clipped) + "; 7 more metric interval(s) clipped to their known range "
+                         "(the columns of configs.csv)")
+    assert f"acc_{NOTE_METRICS} interval" not in note
+    assert "n too small for an interval (2 ok value(s); need >= 3)" in note  # one n: no list at all
+
+
 def test_null_string_bool_and_list_values_survive_and_order_deterministically(tmp_path):
     import pandas as pd
 
