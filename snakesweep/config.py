@@ -389,14 +389,15 @@ class Sweep(_Strict):
             )
         return v
 
-    @field_validator("fixed")
+    @field_validator("fixed", "experiments", "exclude")
     @classmethod
-    def _one_spelling(cls, v: dict[str, Any]) -> dict[str, Any]:
-        # at validation, not at expansion: the message then starts with the source and 'sweep.fixed'
-        try:
-            _flatten(v)
-        except KeyClash as clash:
-            raise ValueError(str(clash)) from None
+    def _one_spelling(cls, v: Any) -> Any:
+        # at validation, not at expansion: the message then starts with the source and the key
+        for i, entry in enumerate(v if isinstance(v, list) else [v]):
+            try:
+                _flatten(entry)
+            except KeyClash as clash:
+                raise ValueError(f"entry {i}: {clash}" if isinstance(v, list) else str(clash)) from None
         return v
 
     @field_validator("grid")

@@ -266,3 +266,8 @@ def test_a_fixed_key_clash_names_the_source_and_the_key(tmp_path, monkeypatch):
     assert message(["rf.yaml"]) == f"rf.yaml: {expected}"
     assert message(["ok.yaml"], ["sweep.fixed={a: {b: 2}}"]) == f"--config sweep.fixed={{a: {{b: 2}}}}: {expected}"
     assert validate_config(Sources(["ok.yaml"]).load(), "ok.yaml").sweep.fixed == {"a.b": 1}
+    # the same in the entries of sweep.experiments and sweep.exclude, which name the entry
+    (tmp_path / "ex.yaml").write_text(SWEEP_HEAD + "  grid: {lr: [0.1]}\n  experiments: [{lr: 0.2}, {a.b: 1, a: {b: 2}}]\n")
+    assert message(["ex.yaml"]) == (
+        "ex.yaml: 'sweep.experiments': entry 1: the keys 'a.b' and 'a' -> 'b' both become 'a.b' (fix: rename one of "
+        "them; a dotted key and a nested mapping name the same thing)")
