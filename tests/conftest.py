@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,15 @@ def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:
     if m and os.path.exists(m.group(1).strip()):
         text = Path(m.group(1).strip()).read_text()
     return sum(line.strip() in (f"rule {rule}:", f"localrule {rule}:") for line in text.splitlines())
+
+
+def wait_for(condition, what: str, deadline_s: float = 120.0, every_s: float = 0.05):
+    """Poll `condition` until it returns something true (returned), failing after a generous
+    deadline with `what` (what was awaited): a loaded 2-core machine runs things late, never not at all."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
+        time.sleep(every_s)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import wait_for
 from snakesweep.energy import (
     NvmlCounterMeter,
     NvmlSampledMeter,
@@ -281,22 +282,12 @@ def test_rapl_permission_denied_is_a_reason_not_a_number(tmp_path):
 # --------------------------------------------------------------------------- sampler thread
 
 
-def _wait_until(predicate, what: str, timeout_s: float = 60.0):
-    """Poll ``predicate`` until it is truthy: a loaded 2-core box may run a thread late, never not at all."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_power_sampler_integrates_real_thread_samples():
     s = PowerSampler(lambda: 40.0, 0.01)
     t0 = s.start()
-    _wait_until(lambda: len(s.samples) >= 11, "the sampler thread to take 10 samples after the start sample")
+    wait_for(lambda: len(s.samples) >= 11, "the sampler thread to take 10 samples after the start sample", 60, 0.005)
     samples = s.stop()
     t1 = samples[-1][0]
     assert samples[0][0] == t0
@@ -319,7 +310,7 @@ def test_power_sampler_reports_read_failure():
 
     s = PowerSampler(flaky, 0.005)
     s.start()
-    _wait_until(lambda: s.error is not None, "the sampler thread to reach the failing third read")
+    wait_for(lambda: s.error is not None, "the sampler thread to reach the failing third read", 60, 0.005)
     with pytest.raises(RuntimeError, match="sensor went away") as failed:
         s.stop()
     assert isinstance(failed.value.__cause__, OSError)
@@ -447,7 +438,7 @@ def test_nvml_sampled_meter_when_counter_unsupported():
     assert isinstance(m, NvmlSampledMeter)
     reads0 = nv.power_reads
     m.begin()
-    _wait_until(lambda: nv.power_reads >= reads0 + 3, "the start sample and 2 reads by the sampler thread")
+    wait_for(lambda: nv.power_reads >= reads0 + 3, "the start sample and 2 reads by the sampler thread", 60, 0.005)
     r = m.end()
     assert r.source == "nvml_sampled" and r.sample_interval_s == 0.02
     assert r.n_samples >= 4

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Workdir, copy_workflow, job_counts, jobs_run, sweep_dir, toy_config
+from conftest import Workdir, copy_workflow, job_counts, jobs_run, sweep_dir, toy_config, wait_for
 from snakesweep import bookkeeping as B
 from snakesweep import reconcile as R
 from snakesweep import results as RES
@@ -316,18 +316,6 @@ def _interrupt_after_a_result(workdir: Workdir, cfg: Path, sig: int, group: bool
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return caught
-
-
-def wait_for(condition, what: str, deadline_s: float = 120.0, every_s: float = 0.05):
-    """Poll `condition` until it returns something true (returned), failing after a generous
-    deadline with `what` (what was awaited)."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {deadline_s:.0f} s waiting for {what}"
-        time.sleep(every_s)
 
 
 def _processes_in(path: Path) -> list[int]:
