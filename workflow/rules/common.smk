@@ -125,9 +125,8 @@ def check_input_names(cfg, workload, source):
                 )
 
 
-_SOURCES = (
-    {}
-)  # (step, sweep dir) -> files: a command's source tree is walked once per step
+# (step, sweep dir) -> files: a command's source tree is walked once per step
+_SOURCES = {}
 
 
 def _sources(workload, step, sweep_dir):
