@@ -387,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                   "output": str},
                  required=("plan", "log", "output"), defaults={"trial": "-", "cycles": []}, positional="step",
                  choices=("prepare_data", "train", "eval", "measure", "measure_aggregate"))
-    print(f"snakesweep: {a.step} {a.trial} started {utc_now()}", flush=True)
     try:
+        print(f"snakesweep: {a.step} {a.trial} started {utc_now()}", flush=True)  # the log may be on a full disk
         if a.step == "prepare_data":
             prepare_data(a.plan, a.output)
         elif a.step == "train":

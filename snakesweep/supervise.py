@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 # plan, rounds, results, procs and threads import only the standard library: nothing heavy before the fork
 from .argv import parse
-from .errors import one_line_on_disk_errors
+from .errors import debugging, disk_error_line, is_disk_error, one_line_on_disk_errors
 from .plan import load_plan, trial_params
 from .procs import become_subreaper, die_with_parent, parent_pid, reap_adopted
 from .results import (
@@ -194,10 +194,16 @@ def _run_child(step_argv: list[str], log_fd: int, env: dict[str, str], parent: i
         code = steps.main(step_argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - whatever happens, the child leaves through os._exit
-        import traceback
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the child leaves through os._exit
+        try:
+            if is_disk_error(exc) and not debugging():  # the log itself may be what no longer fits
+                print(disk_error_line(exc, None), flush=True)
+            else:
+                import traceback
 
-        traceback.print_exc()
+                traceback.print_exc()
+        except OSError:
+            pass  # nowhere left to say it: the supervisor's record and Snakemake's error do
         code = 1
     finally:
         try:
