@@ -86,7 +86,12 @@ def metrics_for(step: str, rng: random.Random) -> dict:
 
 
 def write_results(root: Path, n: int) -> tuple[Path, list[Path]]:
-    cfg = validate_config(make_sweep(n), "bench")
+    return _write_sweep(root, make_sweep(n), lambda step, _params, rng: metrics_for(step, rng))
+
+
+def _write_sweep(root: Path, sweep: dict, metrics_of) -> tuple[Path, list[Path]]:
+    """A real plan of `sweep` and every trial's step records, metrics from `metrics_of(step, params, rng)`."""
+    cfg = validate_config(sweep, "bench")
     trials = expand(cfg.sweep)
     plan = build_plan(cfg, trials)
     plan_path = root / "results/plan/trials.json"
@@ -97,7 +102,7 @@ def write_results(root: Path, n: int) -> tuple[Path, list[Path]]:
         d = root / "results/trials" / t.id
         d.mkdir(parents=True)
         for step in STEPS:
-            rec = result_record(trial=t.id, step=step, params=t.params, metrics=metrics_for(step, rng),
+            rec = result_record(trial=t.id, step=step, params=t.params, metrics=metrics_of(step, t.params, rng),
                                 started_at="2026-01-01T00:00:00.000+00:00", ended_at="2026-01-01T00:00:01.000+00:00",
                                 duration_s=1.0, device="cpu", sweep_hash=plan["sweep_hash"])
             p = d / f"{step}.json"
@@ -128,25 +133,10 @@ def wide_eval_metrics(keys: int, params: dict, rng: random.Random) -> dict:
 
 
 def write_wide_results(root: Path, n: int, keys: int) -> tuple[Path, list[Path]]:
-    cfg = validate_config(make_wide_sweep(n), "bench")
-    trials = expand(cfg.sweep)
-    plan = build_plan(cfg, trials)
-    plan_path = root / "results/plan/trials.json"
-    write_plan(plan, plan_path, root / "results/plan/trials.csv")
-    rng = random.Random(0)
-    files = []
-    for t in trials:
-        d = root / "results/trials" / t.id
-        d.mkdir(parents=True)
-        for step in STEPS:
-            metrics = wide_eval_metrics(keys, t.params, rng) if step == "eval" else metrics_for(step, rng)
-            rec = result_record(trial=t.id, step=step, params=t.params, metrics=metrics,
-                                started_at="2026-01-01T00:00:00.000+00:00", ended_at="2026-01-01T00:00:01.000+00:00",
-                                duration_s=1.0, device="cpu", sweep_hash=plan["sweep_hash"])
-            p = d / f"{step}.json"
-            p.write_text(json.dumps(rec, indent=2) + "\n")
-            files.append(p)
-    return plan_path, files
+    def metrics_of(step: str, params: dict, rng: random.Random) -> dict:
+        return wide_eval_metrics(keys, params, rng) if step == "eval" else metrics_for(step, rng)
+
+    return _write_sweep(root, make_wide_sweep(n), metrics_of)
 
 
 def naive_configs(plan_path: Path, results: Path) -> int:
