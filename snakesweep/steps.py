@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .argv import parse
-from .errors import debugging, disk_error_line, is_disk_error
+from .errors import DEBUG_ENV, debugging, disk_error_line, is_disk_error
 from .params import nest
 from .plan import load_plan, trial_params
 from .results import atomic_write_json, exception_record, read_json, result_record, utc_now
@@ -327,7 +327,6 @@ def measure_aggregate(trial: str, plan_path: str | Path, cycles: list[str], outp
     return record
 
 
-DEBUG_ENV = "SNAKESWEEP_DEBUG"  # set (to anything but 0): a failed step's log keeps snakesweep's own frames
 _PACKAGE = Path(__file__).resolve().parent
 # the built-in workloads are the user's side of a traceback, like a user's own module
 _WORKLOAD_FILES = {"digits_mlp.py", "causal_lm.py", "inference_model.py"}
@@ -357,12 +356,11 @@ def report_failure(exc: BaseException) -> str:
     A command workload's own output (its traceback, in its stderr) is already in the log above:
     nothing more is printed. A module workload's traceback starts at its own frames. Frames of
     snakesweep (steps.py, the loaders, command.py) appear only with SNAKESWEEP_DEBUG=1."""
-    import os
     import traceback
 
     message = str(exc)
     command = sys.modules.get("snakesweep.workloads.command")
-    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    if debugging():  # SNAKESWEEP_DEBUG=1: snakesweep's own frames too
         traceback.print_exc()
         return message
     if command is not None and isinstance(exc, command.CommandError):
