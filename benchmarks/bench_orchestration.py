@@ -13,8 +13,8 @@ that writes a JSON result, and one aggregate rule over a plain `expand()` list t
 all: the simplest Snakefile a user would write for the same chain.
 
 Runs alternate (bare, real, real, bare, ...) and each figure is the minimum over repeats;
-the ratio is of the per-trial wall times (whole run / trials). Snakemake's benchmark records
-(results/<name>/benchmarks/{step}/*.tsv) of the last real run give each step's own wall time.
+the ratio is of the per-trial wall times (whole run / trials). The result records of the last
+real run (`duration_s` of results/<name>/trials/*/{step}.json) give each step's own time.
 
     .venv/bin/python benchmarks/bench_orchestration.py [--trials 300 1000] [--repeats 1]
         [--cores 2] [--workflow-root DIR] [--budget-s 3600] [--keep] [--json out.json]
@@ -23,7 +23,6 @@ the ratio is of the per-trial wall times (whole run / trials). Snakemake's bench
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PYTHON, REPO, Budget, Series, copy_workflow, finish, loadavg, machine_line, run_timed, verdict  # noqa: E402
 
 from snakesweep import layout  # noqa: E402
+from snakesweep.results import earlier_durations  # noqa: E402
 
 TARGET = 2.0
 
@@ -112,15 +112,10 @@ def sweep_yaml(n: int) -> str:
 
 
 def step_seconds(results: Path) -> dict[str, float]:
-    """Median `s` of Snakemake's benchmark records per step (the job's own wall time)."""
+    """Median `duration_s` of the result records per step (the step's own time in its process)."""
     out = {}
     for step in ("train", "eval", "measure"):
-        vals = []
-        for tsv in (results / "benchmarks" / step).glob("*.tsv"):
-            with open(tsv) as fh:
-                rows = list(csv.DictReader(fh, delimiter="\t"))
-            if rows:
-                vals.append(float(rows[0]["s"]))
+        vals = earlier_durations(results / "trials" / "-" / f"{step}.json", limit=10**9)
         if vals:
             out[step] = statistics.median(vals)
     return out
@@ -196,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(s_bare.describe())
         print(s_real.describe())
         if steps:
-            print("  per job (Snakemake benchmark records, median s): " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
+            print("  per job (the records' duration_s, median s): " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
         payload["runs"][n] = {"real_wall_s": s_real.wall, "bare_wall_s": s_bare.wall, "real_cpu_s": s_real.cpu,
                               "bare_cpu_s": s_bare.cpu, "ratio_wall": ratio, "ratio_cpu": ratio_cpu, "step_s": steps}
     print(f"\n== orchestration cost per trial, --cores {a.cores:d} ==")

@@ -283,7 +283,7 @@ class LogHandler(LogHandlerBase):
             self.starting.discard(_job_id(record.jobid))
             st.job_started(
                 _job_id(record.jobid), str(record.rule_name), t,
-                _as_dict(getattr(record, "resources", None)), getattr(record, "benchmark", None),
+                _as_dict(getattr(record, "resources", None)), next(iter(getattr(record, "output", None) or []), None),
             )
         elif event == LogEvent.JOB_FINISHED:
             st.job_finished(int(record.job_id), t)

@@ -7,9 +7,10 @@ done, failed and running, and how long the rest will take.
 The ETA is computed from measured durations only:
 
 * a rule's mean job duration comes from its jobs that finished in this run (start to finish as
-  Snakemake logged them); for a rule none of whose jobs has finished yet, from the Snakemake
-  ``benchmark:`` records of earlier runs (the ``s`` column of ``results/benchmarks/<rule>/*.tsv``);
-  a rule with neither has no estimate, and its jobs are reported as "not timed yet";
+  Snakemake logged them); for a rule none of whose jobs has finished yet, from the results of
+  earlier runs (the ``duration_s`` of the records at its output's place in the sweep's other
+  trials, snakesweep.results.earlier_durations); a rule with neither has no estimate, and its
+  jobs are reported as "not timed yet";
 * the work left is the jobs not started times their rule's mean, plus what each running job
   has left of its rule's mean;
 * that work is divided by the parallelism actually observed: the time-averaged number of
@@ -28,28 +29,23 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # Rules known to hold `measure_slot` (workflow/rules/measure.smk) before their first job shows
 # its resources: measurements run one at a time.
 SERIAL_RULES = {"measure": ("measure_slot", 1), "measure_cycle": ("measure_slot", 1)}
 # Snakemake's own resources: parallelism is observed, not derived from these.
 IGNORED_RESOURCES = {"_cores", "_nodes", "_job_count", "tmpdir"}
-MAX_BENCHMARK_RECORDS = 200
+MAX_EARLIER_RECORDS = 200
+# rules writing <sweep dir>/trials/<trial>/<rule>.json (workflow/rules/{train,eval,measure}.smk)
+TRIAL_RULES = ("train", "eval", "measure")
 
 
-def benchmark_mean(directory: str | Path, max_records: int = MAX_BENCHMARK_RECORDS) -> tuple[float | None, int]:
-    """(mean seconds, records used) over the newest ``max_records`` benchmark TSVs in a folder."""
-    try:
-        with os.scandir(directory) as it:
-            entries = [(e.stat().st_mtime, e.path) for e in it if e.name.endswith(".tsv") and e.is_file()]
-    except OSError:
-        return None, 0
-    entries.sort(reverse=True)
-    from snakesweep.state import benchmark_seconds  # the one reader of benchmark records; lazy: every
-    # snakemake command imports this plugin, and only a run that prints progress needs it
+def earlier_mean(output: str, max_records: int = MAX_EARLIER_RECORDS) -> tuple[float | None, int]:
+    """(mean seconds, records used) of earlier runs' results of the step that writes `output`."""
+    from snakesweep.results import earlier_durations  # the one reader of result records; lazy:
+    # every snakemake command imports this plugin, and only a run that prints progress needs it
 
-    vals = [v for v in (benchmark_seconds(p) for _t, p in entries[:max_records]) if v is not None]
+    vals = earlier_durations(output, max_records)
     return (sum(vals) / len(vals), len(vals)) if vals else (None, 0)
 
 
@@ -150,7 +146,6 @@ class _Job:
 class RunProgress:
     """What a run has done so far, from its log events; times are the events' own timestamps."""
 
-    benchmark_root: str = "results/benchmarks"
     window_s: float = 120.0
     planned: dict[str, int] = field(default_factory=dict)  # the job table: per rule, jobs in this run
     total: int = 0
@@ -162,10 +157,10 @@ class RunProgress:
     durations: dict[str, list[float]] = field(default_factory=dict)
     needs: dict[str, dict[str, float]] = field(default_factory=dict)
     capacity: dict[str, float] = field(default_factory=dict)
-    benchmark_dirs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # per rule: a job's first output
     first_start: float | None = None
     _changes: list[tuple[float, int]] = field(default_factory=list)
-    _bench_cache: dict[str, tuple[float | None, int]] = field(default_factory=dict)
+    _earlier: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     _seen: set = field(default_factory=set)
 
     # ------------------------------------------------------------------ events
@@ -188,7 +183,7 @@ class RunProgress:
                 self.capacity[name] = cap
 
     def job_started(self, jobid: int, rule: str, t: float, resources: Mapping[str, object] | None = None,
-                    benchmark: str | None = None) -> None:
+                    output: str | None = None) -> None:
         if jobid in self.running:
             return
         self.failed.pop(jobid, None)  # a retry of a failed job
@@ -206,8 +201,8 @@ class RunProgress:
                 if v > 0:
                     need[name] = v
             self.needs[rule] = need
-        if benchmark and rule not in self.benchmark_dirs:
-            self.benchmark_dirs[rule] = os.path.dirname(str(benchmark))
+        if output and rule not in self.outputs:
+            self.outputs[rule] = str(output)
         self._mark(t)
 
     def job_finished(self, jobid: int, t: float) -> None:
@@ -245,10 +240,15 @@ class RunProgress:
         d = self.durations.get(rule)
         if d:
             return sum(d) / len(d)
-        if rule not in self._bench_cache:
-            folder = self.benchmark_dirs.get(rule) or os.path.join(self.benchmark_root, rule)
-            self._bench_cache[rule] = benchmark_mean(folder)
-        return self._bench_cache[rule][0]
+        if rule not in self._earlier:
+            output = self.outputs.get(rule)
+            if output is None and rule in TRIAL_RULES:  # not started yet: its file beside another step's
+                output = next((os.path.join(os.path.dirname(o), f"{rule}.json")
+                               for r, o in self.outputs.items() if r in TRIAL_RULES), None)
+            if output is None:
+                return None  # nothing says yet where its results are
+            self._earlier[rule] = earlier_mean(output)
+        return self._earlier[rule][0]
 
     def left_per_rule(self) -> dict[str, int]:
         """Jobs not started yet, per rule (from the job table, less what ran or runs), and the

@@ -119,7 +119,7 @@ def collect_summary(plan_path: str | Path, results: str | Path, logs: str | Path
     results = Path(os.path.relpath(results, root)) if results.is_absolute() else results
     logs = Path(os.path.relpath(logs, root)) if logs.is_absolute() else logs
     state = read_state(root, results=str(results), logs=str(logs), plan=plan, processes=False,
-                       benchmarks=False, keep_records=True)
+                       keep_records=True)
     table = summary_table(plan, state)
     names = list(plan.get("param_names") or [])
     atomic_write_text(summary, csv_text(table, names))

@@ -2,16 +2,14 @@
 
 workflow/rules/report.smk prints it once per invocation (also on ``snakemake -n``), from the main
 Snakemake process only: the jobs still to run (from the sweep state) times each step's mean job
-time from earlier runs' ``benchmark:`` records of this sweep (<sweep dir>/benchmarks/{step}/{trial}.tsv, capped per
-step so a 10k-trial sweep parses fast), over the cores; measure jobs run one at a time, so their
-total is a floor. A search in rounds (halving, optuna) counts the trials of the rounds chosen so
+time from the results this sweep already has (each record's ``duration_s``; the state reads them
+anyway), over the cores; measure jobs run one at a time, so their total is a floor. A search in rounds (halving, optuna) counts the trials of the rounds chosen so
 far, and the rounds not chosen yet by their most trials (snakesweep/search.py: describe gives the
 schedule).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,23 +17,14 @@ from typing import Any
 
 from .bookkeeping import checksum_size_limit
 from .rounds import round_progress, round_trials
-from .state import SERIAL_STEPS, benchmark_seconds, jobs_to_run, read_state
-
-MAX_RECORDS_PER_STEP = 300
+from .state import SERIAL_STEPS, SweepState, jobs_to_run, read_state
 
 
-def benchmark_means(
-    benchmark_dir: str | Path, steps: Iterable[str], max_records: int = MAX_RECORDS_PER_STEP
-) -> dict[str, tuple[float, int]]:
-    """{step: (mean seconds, records used)} for the steps that have benchmark records."""
+def mean_durations(durations: Mapping[str, Iterable[float]]) -> dict[str, tuple[float, int]]:
+    """{step: (mean seconds, records used)} for the steps with timed results (SweepState.durations)."""
     out = {}
-    for step in steps:
-        try:
-            with os.scandir(Path(benchmark_dir) / step) as it:
-                paths = [e.path for e in it if e.name.endswith(".tsv")]
-        except OSError:
-            continue
-        vals = [v for v in (benchmark_seconds(p) for p in sorted(paths)[:max_records]) if v is not None]
+    for step, vals in durations.items():
+        vals = list(vals)
         if vals:
             out[step] = (sum(vals) / len(vals), len(vals))
     return out
@@ -58,7 +47,7 @@ def search_rounds(plan: Mapping[str, Any] | None, results: str | Path) -> dict[s
 def format_preview(
     n_trials: int,
     jobs_per_step: Mapping[str, int],
-    benchmark_dir: str | Path,
+    means: Mapping[str, tuple[float, int]],
     cores: int | None,
     done_per_step: Mapping[str, int] | None = None,
     search: Mapping[str, Any] | None = None,
@@ -66,7 +55,8 @@ def format_preview(
     """Two or three lines: the plan's size and the estimated wall time.
 
     ``jobs_per_step`` counts the jobs still to run per step (:func:`count_jobs`: missing,
-    interrupted, and stale results, as Snakemake will see them). ``done_per_step``
+    interrupted, and stale results, as Snakemake will see them); ``means`` ({step: (mean job
+    seconds, results timed)}, :func:`mean_durations`) times them. ``done_per_step``
     optionally gives the jobs that already have a result, shown for context. ``search``
     (:func:`search_rounds`) describes a search in rounds: ``n_trials`` and the jobs are then
     those of the rounds chosen so far, and the rounds still to choose are added as at most
@@ -101,9 +91,9 @@ def format_preview(
         lines.append("estimated wall time: nothing to run (every step of every trial has a result)")
         return "\n".join(lines)
     todo = {s: jobs_per_step[s] + later for s in steps}
-    means = benchmark_means(benchmark_dir, [s for s in steps if todo[s]])
+    means = {s: means[s] for s in steps if todo[s] and s in means}
     if not means:
-        lines.append(f"estimated wall time: no history yet (no benchmark records under {benchmark_dir})")
+        lines.append("estimated wall time: no history yet (no step of this sweep has finished before)")
         return "\n".join(lines)
     work = {s: todo[s] * means[s][0] for s in steps if s in means}
     serial = sum(w for s, w in work.items() if s in SERIAL_STEPS)
@@ -111,7 +101,7 @@ def format_preview(
     per = ", ".join(f"{s} {m:.1f} s" for s, (m, _n) in means.items())
     n_rec = sum(n for _m, n in means.values())
     est = f"estimated wall time: ~{human_duration(wall)} on {cores} core{'s' if cores > 1 else ''}"
-    est += f" (mean job time from {n_rec} earlier benchmark record{'s' if n_rec != 1 else ''}: {per}"
+    est += f" (mean job time of {n_rec} earlier result{'s' if n_rec != 1 else ''}: {per}"
     if serial:
         est += "; measure jobs run one at a time"
     if later:
@@ -126,7 +116,7 @@ def format_preview(
     return "\n".join(lines)
 
 
-def count_jobs(
+def preview_state(
     trials: Iterable[str],
     steps: Iterable[str],
     results: str | Path,
@@ -137,10 +127,9 @@ def count_jobs(
     data_marker: str | None = None,
     root: str | Path = ".",
     max_checksum_size: int | None = None,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """({step: jobs Snakemake will run}, {step: jobs already done}) for the trials and steps
-    about to run, from the sweep state (snakesweep/state.py: the same reading as status and
-    collect). `results` is the sweep's directory (results/<name>, its logs in <results>/logs),
+) -> SweepState:
+    """The sweep state of the trials and steps about to run (snakesweep/state.py: the same
+    reading as status and collect); :func:`count_jobs` counts its jobs. `results` is the sweep's directory (results/<name>, its logs in <results>/logs),
     relative to `root`, the directory Snakemake runs in (its .snakemake/ is read).
 
     `plan` is the plan the configuration about to run would write: with it, a settings change
@@ -152,14 +141,19 @@ def count_jobs(
     """
     results = Path(results)
     cycles = int((jobs_per_trial or {}).get("measure", 0)) or None
-    state = read_state(
+    return read_state(
         root, results=str(results), logs=str(results / "logs"), trials=trials, steps=steps, cycles=cycles,
         current_plan=dict(plan) if plan is not None else None,
         sources={k: list(v) for k, v in sources.items()} if sources is not None else None,
-        data_marker=data_marker, processes=False, benchmarks=False,
+        data_marker=data_marker, processes=False,
         **({"max_checksum_size": int(max_checksum_size)} if max_checksum_size is not None else {}),
     )
-    return jobs_to_run(state)
+
+
+def count_jobs(*args: Any, **kwargs: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """({step: jobs Snakemake will run}, {step: jobs already done}): :func:`preview_state`'s
+    arguments, counted by :func:`snakesweep.state.jobs_to_run`."""
+    return jobs_to_run(preview_state(*args, **kwargs))
 
 
 def show_preview(
@@ -183,7 +177,7 @@ def show_preview(
     try:
         if not getattr(workflow, "is_main_process", True):
             return ""
-        sweep = Path(root, results)  # the sweep's own directory: its plan, rounds and benchmarks
+        sweep = Path(root, results)  # the sweep's own directory: its plan, rounds and results
         search = search_rounds(plan, sweep)
         if search is not None:  # halving/optuna: the trials of the rounds chosen so far (module docstring)
             trials = search["trials"]
@@ -193,10 +187,11 @@ def show_preview(
         settings = getattr(workflow, "dag_settings", None)
         max_size = getattr(settings, "max_checksum_file_size", None) if settings is not None \
             else checksum_size_limit(sys.argv)
-        todo, done = count_jobs(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
-                                data_marker=data_marker, root=root, max_checksum_size=max_size)
+        state = preview_state(trials, steps, results, jobs_per_trial, plan=plan, sources=sources,
+                              data_marker=data_marker, root=root, max_checksum_size=max_size)
+        todo, done = jobs_to_run(state)
         cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
-        text = format_preview(len(trials), todo, sweep / "benchmarks", cores, done, search)
+        text = format_preview(len(trials), todo, mean_durations(state.durations), cores, done, search)
         try:
             from snakemake.logging import logger
 

@@ -103,6 +103,20 @@ def versions() -> dict[str, str | None]:
     }
 
 
+def process_usage() -> dict[str, float | None]:
+    """CPU seconds and peak resident memory of this step process and the children it waited for
+    (getrusage): what Snakemake's `benchmark:` files would say of the job, without its sampling
+    thread per job. None where the platform has no getrusage."""
+    try:
+        import resource  # Unix only; tiny
+    except ImportError:
+        return {"cpu_s": None, "max_rss_mb": None}
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {"cpu_s": round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 3),
+            "max_rss_mb": round(max(me.ru_maxrss, kids.ru_maxrss) * unit / 2**20, 1)}
+
+
 def result_record(
     *,
     trial: str,
@@ -125,6 +139,7 @@ def result_record(
         "started_at": started_at,
         "ended_at": ended_at,
         "duration_s": round(duration_s, 6),
+        **process_usage(),
         "host": os.uname().nodename,  # socket.gethostname() without importing socket
         "device": device,
         "versions": versions(),
@@ -168,6 +183,41 @@ def load_result(path: str | Path, trial: str, step: str) -> tuple[dict[str, Any]
     if problem:
         return None, f"corrupt: {path}: {problem}"
     return record, None
+
+
+def record_seconds(record: Any) -> float | None:
+    """A result record's `duration_s` when it is a usable duration (a finite number >= 0): the
+    one measure of how long a step's job took (preview, status and the run's ETA use it)."""
+    v = record.get("duration_s") if isinstance(record, dict) else None
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+    return float(v) if ok else None
+
+
+def earlier_durations(output: str | Path, limit: int = 200) -> list[float]:
+    """The durations (:func:`record_seconds`) of up to `limit` results at `output`'s place in the
+    other trials of its sweep (<sweep dir>/trials/<trial>/<file>, a cycle's file too): how long
+    this step took before, for a step none of whose jobs has finished in this run. [] for an
+    output outside a trial's directory."""
+    parts = Path(output).parts
+    if "trials" not in parts:
+        return []
+    i = len(parts) - 1 - parts[::-1].index("trials")
+    if len(parts) < i + 3:
+        return []
+    trials_dir, rel = os.path.join(*parts[: i + 1]), os.path.join(*parts[i + 2:])
+    out: list[float] = []
+    try:
+        with os.scandir(trials_dir) as it:
+            for entry in it:
+                record = read_json_or_none(os.path.join(entry.path, rel))
+                secs = record_seconds(record) if isinstance(record, dict) and record.get("status") == "ok" else None
+                if secs is not None:
+                    out.append(secs)
+                    if len(out) >= limit:
+                        break
+    except OSError:
+        return []
+    return out
 
 
 def error_record_path(log_path: str | Path) -> Path:

@@ -2,7 +2,8 @@
 
 collect, status, preview and the end-of-run summary read a sweep through :func:`read_state`, so
 they never disagree: the plan (with a search's chosen rounds), result JSONs and error records
-(snakesweep/results.py), benchmark records, and Snakemake's bookkeeping (snakesweep/bookkeeping.py).
+(snakesweep/results.py: their `duration_s` times each step), and Snakemake's bookkeeping
+(snakesweep/bookkeeping.py).
 :func:`jobs_to_run` says what Snakemake will run from that state. Nothing here writes (the
 parse-time repairs are snakesweep/reconcile.py). Reading costs one listing per directory, never a
 stat per trial and step, plus one parse per result file.
@@ -32,7 +33,7 @@ from .bookkeeping import (
     snakemake_processes,
 )
 from .plan import load_plan
-from .results import CYCLE_FILE, load_result, of_plan, plan_identity, read_json_or_none
+from .results import CYCLE_FILE, load_result, of_plan, plan_identity, read_json_or_none, record_seconds
 from .results import STEPS as ALL_STEPS
 
 STEPS: tuple[str, ...] = tuple(ALL_STEPS)
@@ -58,29 +59,6 @@ def plan_steps(plan: Mapping[str, Any] | None) -> tuple[str, ...]:
 def measure_cycles(plan: Mapping[str, Any] | None) -> int:
     """`measure.cycles` of the plan (1 when absent)."""
     return int(((plan or {}).get("measure") or {}).get("cycles") or 1)
-
-
-# ---------------------------------------------------------------------------- benchmark records
-# Here, not in bookkeeping.py: Snakemake writes them under results/benchmarks/, not .snakemake/;
-# they are part of the state (step durations), and the preview and the logger plugin read them.
-
-def benchmark_seconds(path: str | Path) -> float | None:
-    """Mean of the `s` column of a Snakemake benchmark TSV (one row per repeat)."""
-    try:
-        with open(path) as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-            col = header.index("s")
-            vals = []
-            for line in fh:
-                cells = line.rstrip("\n").split("\t")
-                try:
-                    vals.append(float(cells[col]))
-                except (IndexError, ValueError):
-                    pass
-    except (OSError, ValueError):
-        return None
-    vals = [v for v in vals if v == v and 0 <= v < float("inf")]  # NaN or negative: no duration
-    return sum(vals) / len(vals) if vals else None
 
 
 def _step_of(rel: str, steps: Iterable[str]) -> str | None:
@@ -145,7 +123,7 @@ class SweepState:
     active: bool  # a Snakemake instance is running here (or, lock but no /proc, presumably)
     stale_lock: bool
     run_log: tuple[float, float] | None
-    durations: dict[str, list[float]] = field(default_factory=dict)  # benchmark seconds per step
+    durations: dict[str, list[float]] = field(default_factory=dict)  # per step: the records' duration_s, a job each
     ends: list[float] = field(default_factory=list)  # mtimes of done results
 
     def trial_status(self, trial: str) -> tuple[str, StepState | None]:
@@ -339,7 +317,6 @@ def read_state(
     now: float | None = None,
     max_checksum_size: int = MAX_CHECKSUM_FILE_SIZE,
     processes: bool = True,
-    benchmarks: bool = True,
     keep_records: bool = False,
 ) -> SweepState:
     """Read the sweep directory `root` into one :class:`SweepState`.
@@ -408,7 +385,6 @@ def read_state(
         data = (data[0], float("inf"))  # the data will be prepared again: every step re-runs
 
     log_idx = {s: _by_trial(listdir(root / logs / s)) for s in steps}
-    bench_idx = {s: _by_trial(listdir(root / results / "benchmarks" / s)) for s in steps} if benchmarks else {}
     durations: dict[str, list[float]] = {s: [] for s in steps}
     started = listdir(root / results / "trials")
     cells: dict[str, dict[str, StepState]] = {}
@@ -432,7 +408,9 @@ def read_state(
                 if record is None:
                     cell.corrupt, cell.reason = True, problem.replace(entry.path, rel, 1)
                 else:
-                    cell.duration_s = record.get("duration_s")
+                    cell.duration_s = record_seconds(record)
+                    if cell.duration_s is not None and "cycle_files" not in record["metrics"]:
+                        durations[step].append(cell.duration_s)  # the aggregate of cycles is no job's time
                     cell.sweep_hash = record.get("sweep_hash")
                     if keep_records:
                         cell.record = record
@@ -443,6 +421,8 @@ def read_state(
                     if m and m.group("step") == step and int(m.group("cycle")) < cell.jobs:
                         rec, _p = load_result(e.path, trial, step)
                         n += rec is not None
+                        if rec is not None and (secs := record_seconds(rec)) is not None:
+                            durations[step].append(secs)  # each cycle is a job
                 cell.jobs_done = cell.jobs if (entry is not None and not cell.corrupt) else n
             else:
                 cell.jobs_done = int(entry is not None and not cell.corrupt)
@@ -485,11 +465,6 @@ def read_state(
                     cell.state, cell.reason = "stale", why
                 elif cell.mtime is not None:
                     ends.append(cell.mtime)
-            if benchmarks:
-                for _name, e in bench_idx[step].get(trial, []):
-                    secs = benchmark_seconds(e.path)
-                    if secs is not None:
-                        durations[step].append(secs)
             bad_upstream = bad_upstream or cell.state in ("failed", "blocked")
             row[step] = cell
         cells[trial] = row

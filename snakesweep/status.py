@@ -15,7 +15,7 @@ Running vs interrupted: a marked step is running only while a Snakemake instance
 lock, and a Snakemake process in this directory when /proc can tell); a lock with no process on
 this host may be a run on another host of a shared file system: then a marked step whose log
 changed in the last --recent-s seconds counts as running. ETA: the jobs left times each step's
-mean benchmark duration (a running job counts for what its mean has left), over the jobs running
+mean job duration (the `duration_s` of its results; a running job counts for what its mean has left), over the jobs running
 now; measure jobs run one at a time, so their total is a floor. Only while Snakemake runs.
 """
 
@@ -116,7 +116,7 @@ def sweep_status(
         "snakemake_pids": st.pids,
         "stale_lock": st.stale_lock,
         "markers": "available" if st.markers_found else "none (status of running jobs guessed from log activity)",
-        "steps": {s: {**counts[s], "mean_duration_s": mean_s[s], "n_benchmarks": len(st.durations[s])} for s in steps},
+        "steps": {s: {**counts[s], "mean_duration_s": mean_s[s], "n_timed": len(st.durations[s])} for s in steps},
         "failed": failed,
         "running": running,
         "interrupted": interrupted,
@@ -155,7 +155,7 @@ def estimate_eta(jobs_left, running, mean_s, now, steps) -> tuple[float | None, 
         return 0.0, "nothing left to run"
     unknown = [s for s in steps if (left[s] or any(r["step"] == s for r in running)) and mean_s[s] is None]
     if unknown:
-        return None, f"no finished {', '.join(unknown)} job with a benchmark record yet"
+        return None, f"no finished {', '.join(unknown)} job to time the rest by yet"
     work = {s: left[s] * mean_s[s] for s in steps}
     for r in running:
         used = now - r["since"] if r["since"] else 0.0

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 RESULT_KEYS = {
     "schema_version", "trial", "step", "params", "metrics", "status", "started_at", "ended_at",
-    "duration_s", "host", "device", "versions", "sweep_hash",
+    "duration_s", "cpu_s", "max_rss_mb", "host", "device", "versions", "sweep_hash",
 }
 # parameters, then each selected step's metrics in step order (the toy's train also reports tag_seen)
 SUMMARY_HEAD = [

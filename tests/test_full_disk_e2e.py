@@ -136,7 +136,7 @@ def test_a_full_disk_ends_in_one_line_and_a_rerun_after_freeing_space_finishes(w
     disk = tmpfs_sweep("2m")  # room for the whole sweep once the filler is gone
     if isinstance(disk, str):
         pytest.skip(disk)
-    cfg = toy_config(workdir, {"x": [0.0, 1.0]})  # 4 trials: about 180 KB of records, logs, benchmarks
+    cfg = toy_config(workdir, {"x": [0.0, 1.0]})  # 4 trials: about 180 KB of records and logs
     workdir.write_config(cfg)
     room = os.statvfs(disk)
     filler = disk / "filler"

@@ -24,7 +24,7 @@ from conftest import REPO, job_counts, toy_config
 from snakemake_logger_plugin_snakesweep import LogHandler, LogHandlerSettings
 from snakemake_logger_plugin_snakesweep.progress import (
     RunProgress,
-    benchmark_mean,
+    earlier_mean,
     estimate_eta,
     human_seconds,
     observed_parallelism,
@@ -79,7 +79,7 @@ def test_rules_without_a_measured_duration_are_counted_apart_not_guessed():
 
 
 def test_no_eta_before_the_first_job_of_this_run_finishes(tmp_path):
-    p = RunProgress(benchmark_root=str(tmp_path / "none"))
+    p = RunProgress()
     p.job_table({"plan": 1, "train": 4, "total": 5})
     p.job_started(1, "plan", 100.0)
     line = p.line(101.0)
@@ -88,7 +88,7 @@ def test_no_eta_before_the_first_job_of_this_run_finishes(tmp_path):
 
 
 def test_eta_from_this_runs_jobs(tmp_path):
-    p = RunProgress(benchmark_root=str(tmp_path / "none"))
+    p = RunProgress()
     p.job_table({"train": 6, "total": 6})
     p.provided_resources({"_cores": 2, "measure_slot": SimpleNamespace(value=1)})
     assert p.capacity == {"measure_slot": 1.0}  # cores are observed, not assumed
@@ -119,7 +119,7 @@ def test_eta_from_this_runs_jobs(tmp_path):
 
 def test_measured_parallelism_not_cores(tmp_path):
     # only one job at a time ran although the machine has more cores: the ETA uses 1, not 2
-    p = RunProgress(benchmark_root=str(tmp_path / "none"))
+    p = RunProgress()
     p.job_table({"train": 3, "total": 3})
     p.provided_resources({"_cores": 2})
     p.job_started(1, "train", 0.0)
@@ -128,28 +128,31 @@ def test_measured_parallelism_not_cores(tmp_path):
     assert p.estimate(5.0).seconds == pytest.approx(10.0)  # (5 running + 5 left) / 1
 
 
-def test_benchmark_records_of_earlier_runs_time_a_rule_not_finished_yet(tmp_path):
-    bench = tmp_path / "benchmarks"
-    (bench / "eval").mkdir(parents=True)
-    for i, s in enumerate([2.0, 4.0]):
-        (bench / "eval" / f"t{i}.tsv").write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:0{int(s)}\t10\n")
-    (bench / "eval" / "broken.tsv").write_text("no header here\n")
-    assert benchmark_mean(bench / "eval") == (pytest.approx(3.0), 2)
-    p = RunProgress(benchmark_root=str(bench))
+def test_results_of_earlier_runs_time_a_rule_not_finished_yet(tmp_path):
+    from state_helpers import touch, write_result
+
+    trials = tmp_path / "results" / "sw" / "trials"
+    for t, secs in (("t0", 2.0), ("t1", 4.0)):
+        write_result(tmp_path, t, "eval", rel=f"results/sw/trials/{t}/eval.json", duration_s=secs)
+    touch(trials / "t2" / "eval.json", "{half a reco")  # a corrupt one is no duration
+    (trials / "t3").mkdir()  # a trial not evaluated yet
+    assert earlier_mean(str(trials / "t9" / "eval.json")) == (pytest.approx(3.0), 2)
+    assert earlier_mean(str(tmp_path / "results" / "sw" / "summary.csv")) == (None, 0)  # not a trial's
+    p = RunProgress()
     p.job_table({"train": 1, "eval": 2, "total": 3})
-    p.job_started(1, "train", 0.0)
+    p.job_started(1, "train", 0.0, output=str(trials / "t9" / "train.json"))
     p.job_finished(1, 6.0)
     p.progress(1, 3)
-    # eval: no job of this run finished; the records say 3 s -> 2 x 3 s at parallelism 1
+    # eval: no job of this run started; its results sit beside train's, and say 3 s -> 2 x 3 s
     assert p.estimate(6.0).seconds == pytest.approx(6.0)
     # once an eval job of this run finished, its duration replaces the records'
-    p.job_started(2, "eval", 6.0)
+    p.job_started(2, "eval", 6.0, output=str(trials / "t8" / "eval.json"))
     p.job_finished(2, 16.0)
     assert p.mean_s("eval") == pytest.approx(10.0)
 
 
 def test_measure_rules_are_one_at_a_time_before_their_first_job_shows_its_resources(tmp_path):
-    p = RunProgress(benchmark_root=str(tmp_path / "none"))
+    p = RunProgress()
     p.job_table({"train": 2, "measure": 4, "total": 6})
     p.provided_resources({"measure_slot": 1})
     p.job_started(1, "train", 0.0)

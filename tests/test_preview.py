@@ -1,50 +1,60 @@
-"""Plan preview: trials, jobs per step, and a wall-time estimate from earlier benchmark records."""
+"""Plan preview: trials, jobs per step, and a wall-time estimate from the durations of the
+results this sweep already has."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from snakesweep.preview import benchmark_means, format_preview, human_duration, show_preview
 from snakesweep.preview import count_jobs as jobs_to_run
+from snakesweep.preview import format_preview, human_duration, mean_durations, preview_state, show_preview
 from state_helpers import metadata, touch, write_result
 
-
-def _bench(root: Path, step: str, trial: str, *secs: float) -> None:
-    p = root / step / f"{trial}.tsv"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"{s}\t0:00:00\t10\n" for s in secs)
-    p.write_text("s\th:m:s\tmax_rss\n" + rows)
+STEPS = ["train", "eval", "measure"]
 
 
 def test_no_history_yet(tmp_path):
-    text = format_preview(6, {"train": 6, "eval": 6, "measure": 6}, tmp_path / "benchmarks", cores=2)
+    state = preview_state(["a", "b"], STEPS, "results", root=tmp_path)
+    assert mean_durations(state.durations) == {}
+    text = format_preview(6, {"train": 6, "eval": 6, "measure": 6}, {}, cores=2)
     assert "6 trials" in text and "train 6, eval 6, measure 6 (18 in all)" in text
     assert "no history yet" in text
 
 
-def test_estimate_from_benchmark_records(tmp_path):
-    b = tmp_path / "benchmarks"
-    _bench(b, "train", "a", 8.0)
-    _bench(b, "train", "b", 12.0)
-    _bench(b, "eval", "a", 1.0, 3.0)  # repeats: mean of the rows
-    _bench(b, "measure", "a", 5.0)
-    assert benchmark_means(b, ["train", "eval", "measure"]) == {
-        "train": (10.0, 2), "eval": (2.0, 1), "measure": (5.0, 1)}
+def test_estimate_from_the_durations_of_earlier_results(tmp_path):
+    write_result(tmp_path, "a", "train", duration_s=8.0)
+    write_result(tmp_path, "b", "train", duration_s=12.0)
+    write_result(tmp_path, "a", "eval", duration_s=2.0)
+    write_result(tmp_path, "a", "measure", duration_s=5.0)
+    write_result(tmp_path, "b", "eval", duration_s=float("nan"))  # not a duration: not counted
+    means = mean_durations(preview_state(["a", "b"], STEPS, "results", root=tmp_path).durations)
+    assert means == {"train": (10.0, 2), "eval": (2.0, 1), "measure": (5.0, 1)}
     # work: 4x10 + 4x2 + 4x5 = 68 s on 2 cores = 34 s; measure alone (serial) 20 s
-    text = format_preview(4, {"train": 4, "eval": 4, "measure": 4}, b, cores=2)
+    text = format_preview(4, {"train": 4, "eval": 4, "measure": 4}, means, cores=2)
     assert "~34 s on 2 cores" in text and "train 10.0 s" in text and "one at a time" in text
+    assert "4 earlier results" in text
     # on 8 cores the serial measure jobs set the floor: 20 s
-    assert "~20 s on 8 cores" in format_preview(4, {"train": 4, "eval": 4, "measure": 4}, b, cores=8)
+    assert "~20 s on 8 cores" in format_preview(4, {"train": 4, "eval": 4, "measure": 4}, means, cores=8)
+    # what the workflow prints: the same means, read in the same pass as the job counts
+    shown = show_preview(_Workflow(main=True), ["a", "b", "c", "d"], STEPS, "results", root=tmp_path)
+    assert "train 10.0 s, eval 2.0 s, measure 5.0 s" in shown
+
+
+def test_measure_cycles_time_each_cycle_not_the_aggregate(tmp_path):
+    write_result(tmp_path, "a", "measure", rel="results/trials/a/cycles/measure.0.json", duration_s=6.0)
+    write_result(tmp_path, "a", "measure", rel="results/trials/a/cycles/measure.1.json", duration_s=4.0)
+    cycles = ["results/trials/a/cycles/measure.0.json", "results/trials/a/cycles/measure.1.json"]
+    write_result(tmp_path, "a", "measure", {"cycle_files": cycles}, duration_s=0.01)  # their aggregate: no job
+    state = preview_state(["a"], ["measure"], "results", {"measure": 2}, root=tmp_path)
+    assert mean_durations(state.durations) == {"measure": (5.0, 2)}
 
 
 def test_partial_history_and_nothing_to_run(tmp_path):
-    b = tmp_path / "benchmarks"
-    _bench(b, "train", "a", 60.0)
-    text = format_preview(100, {"train": 100, "eval": 100, "measure": 0}, b, cores=None, done_per_step={"measure": 100})
+    means = {"train": (60.0, 1)}
+    text = format_preview(100, {"train": 100, "eval": 100, "measure": 0}, means, cores=None,
+                          done_per_step={"measure": 100})
     assert "~1.7 h on 1 core" in text and "no history yet for eval" in text
     assert "100 already have results" in text
-    done = format_preview(3, {"train": 0, "eval": 0}, b, cores=2, done_per_step={"train": 3, "eval": 3})
+    done = format_preview(3, {"train": 0, "eval": 0}, means, cores=2, done_per_step={"train": 3, "eval": 3})
     assert "nothing to run" in done
 
 

@@ -1,6 +1,7 @@
 """Result records on disk: atomic writes, one schema, error records beside the log."""
 
 import json
+import sys
 
 import pytest
 
@@ -44,3 +45,19 @@ def test_result_record_carries_the_schema():
     assert rec["schema_version"] == 1 and rec["status"] == "ok" and rec["duration_s"] == 1.234568
     assert rec["host"] and rec["versions"]["python"]
     assert "torch" in versions()
+
+
+def test_a_record_carries_the_cpu_time_and_peak_memory_of_its_process_and_children(tmp_path):
+    """What Snakemake's benchmark files said of a job (the rules no longer ask for them): a child
+    that spins 0.3 s of CPU and touches 100 MB more than this process ever held shows in both."""
+    import subprocess
+
+    before = result_record(trial="t", step="eval", params={}, metrics={}, started_at="s", ended_at="e",
+                           duration_s=0.0, device="cpu", sweep_hash="h")
+    size_mb = int(before["max_rss_mb"]) + 100
+    subprocess.run([sys.executable, "-c", f"import time; b = bytearray({size_mb} << 20); t = time.process_time()\n"
+                    "while time.process_time() - t < 0.3: pass"], check=True)
+    after = result_record(trial="t", step="eval", params={}, metrics={}, started_at="s", ended_at="e",
+                          duration_s=0.0, device="cpu", sweep_hash="h")
+    assert after["cpu_s"] >= before["cpu_s"] + 0.25
+    assert after["max_rss_mb"] >= before["max_rss_mb"] + 90

@@ -31,15 +31,13 @@ def make_tree(root: Path) -> None:
             "trials": [{"trial": t, "params": {"seed": i}} for i, t in enumerate(TRIALS)]}
     _touch(root / "results/plan/trials.json", json.dumps(plan))
     for step, secs in (("train", 10.0), ("eval", 2.0), ("measure", 4.0)):
-        write_result(root, TRIALS[0], step, age_s=100)
+        write_result(root, TRIALS[0], step, age_s=100, duration_s=secs)
         _touch(root / f"results/logs/{step}/{TRIALS[0]}.log", "ok", age_s=100)
-        _touch(root / f"results/benchmarks/{step}/{TRIALS[0]}.tsv",
-               f"s\th:m:s\tmax_rss\n{secs}\t0:00:{int(secs):02d}\t100\n", age_s=100)
     _touch(root / f"results/logs/train/{TRIALS[1]}.log", "Traceback ...", age_s=50)
     _touch(root / f"results/logs/train/{TRIALS[1]}.error.json", json.dumps(
         {"trial": TRIALS[1], "step": "train", "type": "ValueError", "message": "lr must be positive",
          "traceback_tail": "...", "reason": "exception", "time": "2024-01-01T00:00:00Z"}), age_s=50)
-    write_result(root, TRIALS[2], "train", age_s=30)
+    write_result(root, TRIALS[2], "train", age_s=30, duration_s=10.0)
     _touch(root / f"results/logs/eval/{TRIALS[2]}.log", "epoch 1", age_s=1)
     _marker(root, f"results/trials/{TRIALS[2]}/eval.json")
 
@@ -97,7 +95,7 @@ class _LiveSnakemake:
         self.lock.unlink()
 
 
-def test_marker_with_recent_log_is_running_and_eta_uses_benchmarks(tmp_path):
+def test_marker_with_recent_log_is_running_and_eta_uses_the_results_durations(tmp_path):
     make_tree(tmp_path)
     now = time.time()
     with _LiveSnakemake(tmp_path):
@@ -161,8 +159,7 @@ def test_measure_cycles_are_counted_per_trial(tmp_path):
     # trial 3: trained and evaluated; cycle 0 measured, cycle 1 failed, cycle 2 running
     for step in ("train", "eval"):
         write_result(tmp_path, t3, step, age_s=20)
-    write_result(tmp_path, t3, "measure", rel=f"results/trials/{t3}/cycles/measure.0.json", age_s=10)
-    _touch(tmp_path / f"results/benchmarks/measure/{t3}.cycle0.tsv", "s\th:m:s\n6.0\t0:00:06\n", age_s=10)
+    write_result(tmp_path, t3, "measure", rel=f"results/trials/{t3}/cycles/measure.0.json", age_s=10, duration_s=6.0)
     _touch(tmp_path / f"results/logs/measure/{t3}.cycle1.error.json", json.dumps(
         {"type": "Timeout", "message": "measure ran longer than timeout_s.measure", "reason": "timeout"}), age_s=5)
     _touch(tmp_path / f"results/logs/measure/{t3}.cycle2.log", "warming up", age_s=1)
@@ -232,7 +229,6 @@ rule all:
 rule train:
     output: "results/trials/{{t}}/train.json"
     log: "results/logs/train/{{t}}.log"
-    benchmark: "results/benchmarks/train/{{t}}.tsv"
     shell: "echo start > {{log}}; if [ {{wildcards.t}} = {bad} ]; then echo '{{{{\\"type\\": \\"RuntimeError\\", \\"message\\": \\"boom\\", \\"reason\\": \\"exception\\"}}}}' > results/logs/train/{{wildcards.t}}.error.json; exit 1; fi; i=0; while [ ! -e release ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; {py} write_record.py {{wildcards.t}} train {{output}}"
 rule eval:
     input: "results/trials/{{t}}/train.json"

@@ -101,7 +101,7 @@ def test_the_state_status_and_collect_see_the_round_trials(tmp_path):
     plan = write_halving(tmp_path, acc={**ACC, (2.0, 0): 0.6}, failed=(3.0,))
     ids = [t["trial"] for t in plan["trials"]]
     assert len(ids) == 6  # 4 + 1 + 1, none of them in trials.json itself
-    st = read_state(tmp_path, processes=False, benchmarks=False)
+    st = read_state(tmp_path, processes=False)
     assert st.trials == ids
     assert st.trial_status(ids[3])[0] == "failed" and st.trial_status(ids[-1])[0] == "ok"
 
@@ -127,7 +127,7 @@ def test_a_round_file_of_another_search_is_not_read(tmp_path):
     plan = json.loads(plan_path.read_text())
     plan["search"]["key"] = "another"
     plan_path.write_text(json.dumps(plan))
-    assert read_state(tmp_path, processes=False, benchmarks=False).trials == []
+    assert read_state(tmp_path, processes=False).trials == []
 
 
 def _reports(tmp_path, acc=ACC, failed=(3.0,), rounds=3):
@@ -202,10 +202,10 @@ def test_the_preview_counts_chosen_rounds_and_bounds_the_rest(tmp_path):
     plan = json.loads((tmp_path / "results/plan/trials.json").read_text())
     info = search_rounds(plan, tmp_path / "results")
     assert info["chosen"] == 1 and len(info["trials"]) == 4 and info["later_trials"] == 2
-    text = format_preview(4, {"train": 0, "eval": 0}, tmp_path / "b", 2, {"train": 4, "eval": 4}, info)
+    text = format_preview(4, {"train": 0, "eval": 0}, {}, 2, {"train": 4, "eval": 4}, info)
     assert text.startswith("snakesweep plan: halving search in 3 rounds, up to 6 trials; 1 round chosen so far with 4 trials")
     assert "the 2 rounds not chosen yet: up to 2 trials (4 jobs)" in text and "nothing to run" not in text
-    assert "0 trials" not in format_preview(0, {"train": 0}, tmp_path / "b", 2, None,
+    assert "0 trials" not in format_preview(0, {"train": 0}, {}, 2, None,
                                             {"method": "optuna", "rounds": 2, "chosen": 0, "later_trials": 8})
 
 

@@ -5,8 +5,6 @@ rule eval:
         result=f"{RESULTS}/trials/{{trial}}/eval.json",
     log:
         f"{LOGS}/eval/{{trial}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/eval/{{trial}}.tsv"
     priority: get_step_priority()
     retries: CFG.failures.retries.eval
     # in the same cluster job as the trial's train (get_group in common.smk)

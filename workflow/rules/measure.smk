@@ -10,8 +10,6 @@ if CFG.measure.cycles == 1:
             result=f"{RESULTS}/trials/{{trial}}/measure.json",
         log:
             f"{LOGS}/measure/{{trial}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/measure/{{trial}}.tsv"
         retries: CFG.failures.retries.measure
         # on a cluster: N measurements in one job, apart from training, so that it can hold an
         # exclusive node (get_group in common.smk; profiles/slurm); cycles are not bundled
@@ -45,8 +43,6 @@ else:
             result=f"{RESULTS}/trials/{{trial}}/cycles/measure.{{cycle}}.json",
         log:
             f"{LOGS}/measure/{{trial}}.cycle{{cycle}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/measure/{{trial}}.cycle{{cycle}}.tsv"
         priority: get_cycle_priority
         retries: CFG.failures.retries.measure
         conda:

@@ -7,8 +7,6 @@ rule train:
         result=f"{RESULTS}/trials/{{trial}}/train.json",
     log:
         f"{LOGS}/train/{{trial}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{trial}}.tsv"
     priority: get_step_priority()
     retries: CFG.failures.retries.train
     # on a cluster: train+eval of N trials in one job (get_group in common.smk; profiles/slurm)
