@@ -101,6 +101,23 @@ def test_measure_jobs_never_overlap(workdir):
         assert start >= end, "two measure jobs ran at the same time"
 
 
+def test_trials_finish_one_by_one_not_every_train_first(workdir):
+    """The step priorities (common.smk get_step_priority): on one core a trial's eval and measure
+    run before the next train, so a run stopped half-way leaves whole trials, and Snakemake's
+    scheduler never holds hundreds of ready evals (it ran every train first, preferring the
+    largest inputs). One core runs one job at a time: the order is the priorities', not chance."""
+    cfg = workdir.write_config(toy_config(workdir, {"x": [0.0, 1.0]}))
+    workdir.snakemake("--cores", "1", "--configfile", str(cfg), check=True)
+    started = []
+    for tdir in (workdir.path / "results/toy/trials").iterdir():
+        for step in ("train", "eval", "measure"):
+            rec = json.loads((tdir / f"{step}.json").read_text())
+            started.append((datetime.fromisoformat(rec["started_at"]), step, tdir.name))
+    order = [(step, trial) for _t, step, trial in sorted(started)]
+    assert [s for s, _ in order] == ["train", "eval", "measure"] * 4, order
+    assert all(len({t for _s, t in order[i:i + 3]}) == 1 for i in range(0, 12, 3)), order
+
+
 def test_failures_are_recorded_and_only_failed_trials_rerun(workdir):
     cfg_dict = toy_config(workdir, {"x": [0.0, 1.0]}, timeout_s={"train": 3})
     cfg_dict["sweep"]["seeds"] = [0]

@@ -459,14 +459,20 @@ def get_cycle_priority(wildcards):
     )
 
 
-def get_step_priority():
-    """With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
+def get_step_priority(step):
+    """Higher runs first. Without cycles, a trial's later steps outrank its earlier ones, and
+    the measurements (one at a time: the bottleneck) all others: trials finish one by one and
+    few jobs wait ready. Left to input sizes, Snakemake's greedy scheduler ran every train
+    (the plan is their input, the largest) before any eval, and re-sized the inputs of hundreds
+    of waiting evals at each of its selections (benchmarks/README.md, orchestration).
+
+    With cycles, train and eval outrank every measurement, so that (with --cores 1, or once
     training is done) all of one cycle's measurements are ready together and run in order. A
     search in rounds knows its trials only as rounds are chosen: the bound is its most trials
     (every round full), whose indices _trial_index hands out.
     """
     if CFG.measure.cycles == 1 or "measure" not in STEPS:
-        return 0
+        return ("train", "eval", "measure").index(step)
     m = CFG.measure
     if SEARCH_IN_ROUNDS:
         from snakesweep.search import plan_block

@@ -5,7 +5,7 @@ rule eval:
         result=f"{RESULTS}/trials/{{trial}}/eval.json",
     log:
         f"{LOGS}/eval/{{trial}}.log",
-    priority: get_step_priority()
+    priority: get_step_priority("eval")
     retries: CFG.failures.retries.eval
     # in the same cluster job as the trial's train (get_group in common.smk)
     group:

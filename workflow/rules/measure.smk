@@ -10,6 +10,7 @@ if CFG.measure.cycles == 1:
             result=f"{RESULTS}/trials/{{trial}}/measure.json",
         log:
             f"{LOGS}/measure/{{trial}}.log",
+        priority: get_step_priority("measure")
         retries: CFG.failures.retries.measure
         # on a cluster: N measurements in one job, apart from training, so that it can hold an
         # exclusive node (get_group in common.smk; profiles/slurm); cycles are not bundled

@@ -7,7 +7,7 @@ rule train:
         result=f"{RESULTS}/trials/{{trial}}/train.json",
     log:
         f"{LOGS}/train/{{trial}}.log",
-    priority: get_step_priority()
+    priority: get_step_priority("train")
     retries: CFG.failures.retries.train
     # on a cluster: train+eval of N trials in one job (get_group in common.smk; profiles/slurm)
     group:
