@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +38,25 @@ def copy_workflow(dest: Path) -> Path:
     return layout.copy_workflow(dest, REPO)
 
 
+class BackgroundRun(subprocess.Popen):
+    """A Snakemake run in the background, in its own session (killpg reaches its jobs), whose
+    output goes to an unnamed temporary file, never a pipe: a run that prints more than a pipe
+    holds (64 KB) while nobody reads it never blocks. :meth:`output` reads what it printed so far;
+    :meth:`communicate` waits and returns (output, None)."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self._out = tempfile.TemporaryFile()
+        super().__init__(argv, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        fd = self._out.fileno()  # pread: the child's writes move the shared offset, not this read
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
+    def communicate(self, input=None, timeout=None):  # noqa: A002 - Popen's signature
+        self.wait(timeout=timeout)
+        return self.output(), None
+
+
 class Workdir:
     def __init__(self, path: Path):
         self.path = path
@@ -58,11 +78,8 @@ class Workdir:
             raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         return proc
 
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "snakemake", *args], cwd=self.path,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
+    def popen(self, *args: str) -> BackgroundRun:
+        return BackgroundRun([sys.executable, "-m", "snakemake", *args], cwd=self.path)
 
     def sweep(self, name: str = "toy") -> Path:
         """The directory of the sweep called `name` (results/<name>/), inside this checkout."""

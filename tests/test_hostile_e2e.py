@@ -145,7 +145,7 @@ def test_unlock_beside_a_live_run_cannot_start_its_steps_twice(workdir):
     live = workdir.popen(*args)
     try:
         _wait_for(lambda: len(_starts(workdir)) == 2 or live.poll() is not None, 180, "both trains to start")
-        assert live.poll() is None, live.stdout.read()[-3000:]
+        assert live.poll() is None, live.output()[-3000:]
         # what Snakemake's LockException suggests; harmless in itself (it starts no job)
         unlock = workdir.snakemake("--unlock", *args, timeout=120)
         assert unlock.returncode == 0, unlock.stderr[-2000:]

@@ -75,7 +75,7 @@ def test_workflow_makes_reports_and_the_html_report_has_the_plots(workdir):
     (second / "measure.json").unlink()
     again = workdir.snakemake("-n", "--cores", "2", "--configfile", str(path), check=True)
     assert "jobs to run per step: train 1, eval 1, measure 2" in again.stdout
-    assert "on 2 cores (mean job time from" in again.stdout
+    assert "on 2 cores (mean job time of " in again.stdout
 
 
 @pytest.mark.e2e
