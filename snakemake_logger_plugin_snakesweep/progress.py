@@ -288,6 +288,11 @@ class RunProgress:
         par = observed_parallelism(self._changes, now, self.window_s) or 1.0
         est = estimate_eta(left, running, means, par, needs, self.capacity)
         if est.untimed_jobs and not (est.seconds and est.seconds >= 0.5):
+            if not any(left.get(r, 0) for r in est.untimed_rules):  # no job of theirs waits: only the running
+                est.seconds = None
+                n = est.untimed_jobs
+                est.note = "the last job is running" if n == 1 else f"the last {n} jobs are running"
+                return est
             order = list(self.planned)
             named = sorted((r for r in est.untimed_rules if r), key=lambda r: order.index(r) if r in order else len(order))
             shown = ", ".join(named[:3]) + (", ..." if len(named) > 3 else "")

@@ -87,6 +87,20 @@ def test_no_eta_before_the_first_job_of_this_run_finishes(tmp_path):
     assert line.endswith("ETA after the first jobs finish")
 
 
+def test_when_only_untimed_jobs_are_left_and_all_run_the_line_says_so():
+    """The last job of a run (the report rule: never timed before) is running: no ETA to give,
+    and nothing to wait for first ("ETA after the first report jobs finish" read as if more came)."""
+    p = RunProgress()
+    p.job_table({"train": 1, "report": 1, "total": 2})
+    p.job_started(1, "train", 0.0)
+    p.job_finished(1, 3.0)
+    p.progress(1, 2)
+    p.job_started(2, "report", 3.0)
+    assert p.line(4.0) == "1/2 jobs done (50%), 0 failed, 1 running; the last job is running"
+    p.job_table({"train": 1, "report": 2, "total": 3})  # one more report job waits: it is named
+    assert p.line(4.0).endswith("ETA after the first report jobs finish")
+
+
 def test_eta_from_this_runs_jobs(tmp_path):
     p = RunProgress()
     p.job_table({"train": 6, "total": 6})
