@@ -3,9 +3,9 @@
 workflow/rules/report.smk prints it once per invocation (also on ``snakemake -n``), from the main
 Snakemake process only: the jobs still to run (from the sweep state) times each step's mean job
 time from the results this sweep already has (each record's ``duration_s``; the state reads them
-anyway), over the cores; measure jobs run one at a time, so their total is a floor. A search in rounds (halving, optuna) counts the trials of the rounds chosen so
-far, and the rounds not chosen yet by their most trials (snakesweep/search.py: describe gives the
-schedule).
+anyway), over the cores; measure jobs run one at a time, so their total is a floor. A search in
+rounds (halving, optuna) counts the trials of the rounds chosen so far, and the rounds not chosen
+yet by their most trials (snakesweep/search.py: describe gives the schedule).
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ def preview_state(
     max_checksum_size: int | None = None,
 ) -> SweepState:
     """The sweep state of the trials and steps about to run (snakesweep/state.py: the same
-    reading as status and collect); :func:`count_jobs` counts its jobs. `results` is the sweep's directory (results/<name>, its logs in <results>/logs),
-    relative to `root`, the directory Snakemake runs in (its .snakemake/ is read).
+    reading as status and collect); :func:`count_jobs` counts its jobs. `results` is the sweep's
+    directory (results/<name>, its logs in <results>/logs), relative to `root`, the directory
+    Snakemake runs in (its .snakemake/ is read).
 
     `plan` is the plan the configuration about to run would write: with it, a settings change
     (measure settings, device, a command) counts the jobs Snakemake re-runs for it; `sources`

@@ -15,8 +15,9 @@ Running vs interrupted: a marked step is running only while a Snakemake instance
 lock, and a Snakemake process in this directory when /proc can tell); a lock with no process on
 this host may be a run on another host of a shared file system: then a marked step whose log
 changed in the last --recent-s seconds counts as running. ETA: the jobs left times each step's
-mean job duration (the `duration_s` of its results; a running job counts for what its mean has left), over the jobs running
-now; measure jobs run one at a time, so their total is a floor. Only while Snakemake runs.
+mean job duration (the `duration_s` of its results; a running job counts for what its mean has
+left), over the jobs running now; measure jobs run one at a time, so their total is a floor.
+Only while Snakemake runs.
 """
 
 from __future__ import annotations
