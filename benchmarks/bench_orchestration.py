@@ -115,6 +115,7 @@ def step_seconds(results: Path) -> dict[str, float]:
     """Median `duration_s` of the result records per step (the step's own time in its process)."""
     out = {}
     for step in ("train", "eval", "measure"):
+        # every trial's record of the step: a result's path of any trial name ("-") says where
         vals = earlier_durations(results / "trials" / "-" / f"{step}.json", limit=10**9)
         if vals:
             out[step] = statistics.median(vals)

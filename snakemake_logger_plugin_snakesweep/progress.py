@@ -36,8 +36,6 @@ SERIAL_RULES = {"measure": ("measure_slot", 1), "measure_cycle": ("measure_slot"
 # Snakemake's own resources: parallelism is observed, not derived from these.
 IGNORED_RESOURCES = {"_cores", "_nodes", "_job_count", "tmpdir"}
 MAX_EARLIER_RECORDS = 200
-# rules writing <sweep dir>/trials/<trial>/<rule>.json (workflow/rules/{train,eval,measure}.smk)
-TRIAL_RULES = ("train", "eval", "measure")
 
 
 def earlier_mean(output: str, max_records: int = MAX_EARLIER_RECORDS) -> tuple[float | None, int]:
@@ -241,10 +239,13 @@ class RunProgress:
         if d:
             return sum(d) / len(d)
         if rule not in self._earlier:
+            # lazy, as in earlier_mean: the rules that write trials/<trial>/<rule>.json
+            from snakesweep.results import STEPS
+
             output = self.outputs.get(rule)
-            if output is None and rule in TRIAL_RULES:  # not started yet: its file beside another step's
+            if output is None and rule in STEPS:  # not started yet: its file beside another step's
                 output = next((os.path.join(os.path.dirname(o), f"{rule}.json")
-                               for r, o in self.outputs.items() if r in TRIAL_RULES), None)
+                               for r, o in self.outputs.items() if r in STEPS), None)
             if output is None:
                 return None  # nothing says yet where its results are
             self._earlier[rule] = earlier_mean(output)

@@ -45,7 +45,7 @@ from snakesweep.grid import TRIAL_ID_PATTERN, config_hash, param_names
 from snakesweep.measure import cycle_priority
 from snakesweep.grid import expand as expand_sweep
 from snakesweep.report import collect, write_reports_after_failure
-from snakesweep.results import read_json
+from snakesweep.results import STEPS as ALL_STEPS, read_json
 from snakesweep.summary import disk_error_line, end_of_run_summary
 from snakesweep.workloads import (
     builtin_metrics,
@@ -472,7 +472,7 @@ def get_step_priority(step):
     (every round full), whose indices _trial_index hands out.
     """
     if CFG.measure.cycles == 1 or "measure" not in STEPS:
-        return ("train", "eval", "measure").index(step)
+        return ALL_STEPS.index(step)
     m = CFG.measure
     if SEARCH_IN_ROUNDS:
         from snakesweep.search import plan_block
